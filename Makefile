@@ -1,0 +1,35 @@
+# Every target sets up its own virtualenv in .venv, so a fresh clone needs only Python 3.9+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test lint demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall whenever the dependency list changes.
+$(STAMP): $(BIN)/python setup.cfg setup.py
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# ruff reads no setup.cfg, so its few settings live here.
+RUFF_OPTS := --line-length 100 --target-version py39
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(RUFF_OPTS) --select E,F,W,I,UP,B,SIM,RUF --ignore UP006,UP007,UP035,UP045,RUF022 backendapi tests examples
+	$(BIN)/ruff format $(RUFF_OPTS) --check backendapi tests examples
+	$(BIN)/mypy --strict backendapi
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
