@@ -1,0 +1,269 @@
+"""The incremental event decoder: bytes in, :class:`RawResponse` events out.
+
+It owns no I/O. Both clients pump whatever the network hands them into
+:meth:`EventDecoder.feed` and :meth:`EventDecoder.close`; the same class reads
+both framings of the Backend API, line by line, without being told which:
+
+* SSE (g4f 8.x): ``event: <type>`` / ``data: <json>`` / blank line;
+* NDJSON (older g4f and its copies): one JSON object per line.
+
+A line that starts with ``{`` is an NDJSON event; anything else is read as an
+SSE field, so the two may even be mixed in one stream.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, List, Optional, Union
+
+from ._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
+from ._events import RawResponse
+
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "EventDecoder", "decode"]
+
+DEFAULT_MAX_EVENT_SIZE = 64 * 1024 * 1024
+"""Default limit, in bytes, on one event (a line, or an SSE event's data lines)."""
+
+Bytes = Union[bytes, bytearray, memoryview]
+_Line = Union[bytes, bytearray]
+
+_LF = 0x0A
+_OPEN_BRACE = 0x7B
+_COLON = 0x3A
+_BOM = b"\xef\xbb\xbf"
+# Unknown SSE fields are ignored, as the SSE standard says, but only when they
+# look like field names: an HTML page or plain text must not vanish silently.
+_FIELD_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_-]*")
+_BARE_FIELDS = frozenset({b"data", b"event", b"id", b"retry"})
+
+
+class EventDecoder:
+    """Turn a Backend API byte stream, cut into any pieces, into events.
+
+    >>> decoder = EventDecoder()
+    >>> decoder.feed(b'event: content\\ndata: {"type": "content", "content": "Hi"}\\n')
+    []
+    >>> decoder.feed(b"\\n")
+    [RawResponse(type='content', content='Hi')]
+    >>> decoder.close()
+    []
+
+    Line ends may be ``\\n``, ``\\r\\n`` or ``\\r``, split anywhere; UTF-8 is
+    decoded per complete line, so a character split across two pieces and
+    U+2028 inside a string are both safe.
+
+    The work is linear in the bytes fed (the goal h11 states for its buffer):
+    the buffer remembers how far it has already been searched for a line end,
+    so a long event arriving in small pieces is never rescanned from its
+    start, and consumed lines are cut off the front in O(1).
+
+    Errors: :class:`DecodeError` for a line that is neither JSON nor an SSE
+    field, or JSON that is not an event object; :class:`EventTooLargeError`
+    once one event passes ``max_event_size`` bytes;
+    :class:`IncompleteStreamError` from :meth:`close` when the stream stopped
+    in the middle of an event.
+    """
+
+    def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        if isinstance(max_event_size, bool) or not isinstance(max_event_size, int):
+            raise TypeError(f"max_event_size must be an int, not {type(max_event_size).__name__}")
+        if max_event_size <= 0:
+            raise ValueError(f"max_event_size must be positive, got {max_event_size}")
+        self.max_event_size = max_event_size
+        """The size limit, in bytes, of one event."""
+        self.last_event_id: Optional[str] = None
+        """The last SSE ``id:`` seen, if any."""
+        self.retry: Optional[int] = None
+        """The last SSE ``retry:`` value (milliseconds), if any."""
+        self.bytes_fed = 0
+        """How many bytes :meth:`feed` has been given."""
+        # Invariant: _buf holds exactly the unterminated tail of the stream, and
+        # no line end occurs in _buf[:_scanned].
+        self._buf = bytearray()
+        self._scanned = 0
+        self._skip_lf = False  # the last line ended in "\r": a "\n" next belongs to it
+        self._at_start = True
+        self._data: List[bytes] = []  # data: lines of the SSE event being read
+        self._data_size = 0
+        self._event_name: Optional[str] = None
+        self._done = False
+        self._closed = False
+
+    @property
+    def done(self) -> bool:
+        """True once ``data: [DONE]`` ended the stream; later bytes are ignored."""
+        return self._done
+
+    def feed(self, data: Bytes) -> List[RawResponse]:
+        """Add bytes from the network; return the events they complete, in order."""
+        if self._closed:
+            raise RuntimeError("EventDecoder.feed() called after close()")
+        if self._done or not data:
+            return []
+        self.bytes_fed += len(data)
+        buf = self._buf
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[0] == _LF:
+                data = data[1:]
+        buf += data
+        events: List[RawResponse] = []
+        end = len(buf)
+        start = 0
+        scan = self._scanned
+        # Each byte is searched once for "\n" and once for "\r": lf is only
+        # looked up again once consumed, and the "\r" search stops at lf.
+        lf = buf.find(b"\n", scan)
+        while True:
+            if 0 <= lf < scan:
+                lf = buf.find(b"\n", scan)
+            cr = buf.find(b"\r", scan, end if lf < 0 else lf)
+            if cr >= 0:
+                line_end = cr
+                if cr + 1 < end:
+                    scan = cr + 2 if buf[cr + 1] == _LF else cr + 1
+                else:
+                    scan = end
+                    self._skip_lf = True
+            elif lf >= 0:
+                line_end = lf
+                scan = lf + 1
+            else:
+                break
+            self._line(buf[start:line_end], events)
+            start = scan
+            if self._done:
+                self._buf = bytearray()
+                self._scanned = 0
+                return events
+        if start:
+            del buf[:start]
+        self._scanned = len(buf)
+        if len(buf) + self._data_size > self.max_event_size:
+            self._too_large(len(buf))
+        return events
+
+    def close(self) -> List[RawResponse]:
+        """Signal the end of the stream; return any last event.
+
+        Raises :class:`IncompleteStreamError` when the stream stopped inside an
+        event: an unterminated line that is not a whole JSON object, or SSE
+        ``data:`` lines not yet ended by their blank line.
+        """
+        if self._closed:
+            return []
+        self._closed = True
+        events: List[RawResponse] = []
+        if self._done:
+            return events
+        rest = bytes(self._buf)
+        self._buf = bytearray()
+        if rest:
+            stripped = rest.lstrip(b" \t")
+            if stripped[:1] == b"{":
+                try:
+                    self._line(rest, events)
+                except DecodeError:
+                    raise IncompleteStreamError(
+                        f"stream ended in the middle of an event: {excerpt(rest)}"
+                    ) from None
+            elif rest[:1] != b":":
+                raise IncompleteStreamError(
+                    f"stream ended in the middle of a line: {excerpt(rest)}"
+                )
+        if self._data:
+            raise IncompleteStreamError(
+                "stream ended before the blank line that completes an SSE event: "
+                + excerpt(b"\n".join(self._data))
+            )
+        return events
+
+    def _line(self, line: _Line, events: List[RawResponse]) -> None:
+        if self._at_start:
+            self._at_start = False
+            if line[:3] == _BOM:
+                line = line[3:]
+        if not line:
+            if self._data or self._event_name is not None:
+                self._dispatch(events)
+            return
+        first = line[0]
+        if first == _OPEN_BRACE or (first in b" \t" and line.lstrip(b" \t")[:1] == b"{"):
+            self._check_size(len(line))
+            events.append(self._parse(line, None))
+            return
+        if first == _COLON:
+            return  # an SSE comment, such as a keep-alive
+        colon = line.find(b":")
+        if colon < 0:
+            name, value = bytes(line), b""
+            if name not in _BARE_FIELDS:
+                raise DecodeError(f"line is neither JSON nor an SSE field: {excerpt(line)}")
+        else:
+            name = bytes(line[:colon])
+            value = bytes(line[colon + 2 if line[colon + 1 : colon + 2] == b" " else colon + 1 :])
+        if name == b"data":
+            self._check_size(len(value) + 1)
+            self._data.append(value)
+            self._data_size += len(value) + 1
+        elif name == b"event":
+            self._event_name = self._text(value, line)
+        elif name == b"id":
+            if b"\0" not in value:
+                self.last_event_id = self._text(value, line)
+        elif name == b"retry":
+            if value.isdigit():
+                self.retry = int(value)
+        elif not _FIELD_NAME.fullmatch(name):
+            raise DecodeError(f"line is neither JSON nor an SSE field: {excerpt(line)}")
+
+    def _dispatch(self, events: List[RawResponse]) -> None:
+        data, name = self._data, self._event_name
+        self._data, self._data_size, self._event_name = [], 0, None
+        if not data:
+            return  # an SSE event with no data is not dispatched
+        payload = data[0] if len(data) == 1 else b"\n".join(data)
+        if payload == b"[DONE]":
+            self._done = True
+            return
+        events.append(self._parse(payload, name))
+
+    def _parse(self, payload: _Line, event_name: Optional[str]) -> RawResponse:
+        try:
+            obj: Any = json.loads(payload)
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+            raise DecodeError(f"event is not valid JSON ({exc}): {excerpt(payload)}") from None
+        if not isinstance(obj, dict):
+            raise DecodeError(f"event is not a JSON object: {excerpt(payload)}")
+        if "type" not in obj:
+            if not event_name:
+                raise DecodeError(f"event has no 'type' field: {excerpt(payload)}")
+            obj = {"type": event_name, **obj}
+        return RawResponse._adopt(obj)
+
+    def _text(self, value: bytes, line: _Line) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError(f"SSE field is not valid UTF-8: {excerpt(line)}") from None
+
+    def _check_size(self, size: int) -> None:
+        if size + self._data_size > self.max_event_size:
+            self._too_large(size)
+
+    def _too_large(self, size: int) -> None:
+        raise EventTooLargeError(
+            f"event exceeds max_event_size of {self.max_event_size} bytes "
+            f"(at least {size + self._data_size} bytes received)"
+        )
+
+
+def decode(data: Bytes, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> List[RawResponse]:
+    """Decode a whole byte stream at once; see :class:`EventDecoder`.
+
+    >>> decode(b'{"type": "title", "title": "Greeting"}\\n')
+    [RawResponse(type='title', title='Greeting')]
+    """
+    decoder = EventDecoder(max_event_size=max_event_size)
+    return decoder.feed(data) + decoder.close()
