@@ -1,0 +1,303 @@
+"""What the blocking and the async client share: options, error mapping, the stream core.
+
+The two clients differ only in how they open a response, read bytes from it
+and close it; every decision about what those bytes mean is made here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Deque, Mapping, Optional, Tuple, Union
+
+from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    BackendApiError,
+    DecodeError,
+    InvalidInputError,
+    StreamError,
+    excerpt,
+)
+from ._events import RawResponse
+from ._media import MediaInput
+from ._request import (
+    PreparedRequest,
+    build_conversation_request,
+    normalize_base_url,
+    validate_headers,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "SSLOption", "Timeout"]
+
+logger = logging.getLogger("backendapi")
+
+READ_SIZE = 64 * 1024
+"""Most bytes asked of the network at once; a read returns whatever has arrived."""
+ERROR_BODY_LIMIT = 64 * 1024
+"""Most bytes read of an error answer's body."""
+
+SSLOption = Union[bool, ssl.SSLContext, str, "os.PathLike[str]", None]
+"""``ssl=``: True/None verify with the default CAs, False skips verification,
+an :class:`ssl.SSLContext` is used as it is, a path names a CA bundle."""
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Timeouts in seconds; ``None`` disables one.
+
+    ``connect`` bounds establishing the connection; ``read`` bounds the
+    silence between two pieces of data from the server. Reasoning models can
+    think silently for minutes, so the default read timeout is generous.
+    """
+
+    connect: Optional[float] = 10.0
+    read: Optional[float] = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInputError(
+                    f"timeout {name} must be a number of seconds or None, "
+                    f"not {type(value).__name__}"
+                )
+            if not value > 0:
+                raise InvalidInputError(f"timeout {name} must be positive, got {value!r}")
+
+
+DEFAULT_TIMEOUT = Timeout()
+"""Connect within 10 s; up to 600 s of silence while streaming."""
+
+
+def coerce_timeout(timeout: Union[Timeout, float, None]) -> Timeout:
+    """``None`` disables all timeouts; a number sets both connect and read."""
+    if timeout is None:
+        return Timeout(connect=None, read=None)
+    if isinstance(timeout, Timeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidInputError(
+            f"timeout must be a number of seconds, a Timeout or None, not {type(timeout).__name__}"
+        )
+    return Timeout(connect=timeout, read=timeout)
+
+
+def coerce_ssl(value: SSLOption) -> Union[bool, ssl.SSLContext, str]:
+    """Validate ``ssl=``; return True, False, an SSLContext or a CA bundle path."""
+    if value is None or value is True:
+        return True
+    if value is False or isinstance(value, ssl.SSLContext):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if not os.path.exists(path):
+            raise InvalidInputError(f"ssl: no such CA bundle: {path!r}")
+        return path
+    raise InvalidInputError(
+        f"ssl must be True, False, an ssl.SSLContext or a CA bundle path, "
+        f"not {type(value).__name__}"
+    )
+
+
+class BaseClient:
+    """Options and request building shared by both clients."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        ssl: SSLOption = None,
+        timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        """The server's root, without a trailing slash."""
+        if api_key is not None and not isinstance(api_key, str):
+            raise InvalidInputError(f"api_key must be a str or None, not {type(api_key).__name__}")
+        self._api_key = api_key
+        self.headers = validate_headers(headers)
+        """Extra headers sent with every request."""
+        self.ssl = coerce_ssl(ssl)
+        """TLS verification: True, False, an SSLContext or a CA bundle path."""
+        self.timeout = coerce_timeout(timeout)
+        """The :class:`Timeout` applied to every request."""
+        if isinstance(max_event_size, bool) or not isinstance(max_event_size, int):
+            raise InvalidInputError(
+                f"max_event_size must be an int, not {type(max_event_size).__name__}"
+            )
+        if max_event_size <= 0:
+            raise InvalidInputError(f"max_event_size must be positive, got {max_event_size}")
+        self.max_event_size = max_event_size
+        """Largest event, in bytes, a stream accepts before raising."""
+
+    def __repr__(self) -> str:
+        key = "***" if self._api_key else None
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={key!r})"
+
+    def _prepare(
+        self,
+        model: object,
+        messages: object,
+        media: Optional[MediaInput],
+        api_key: object,
+        extra: Mapping[str, Any],
+    ) -> StreamCore:
+        key = api_key if api_key is not None else self._api_key
+        request = build_conversation_request(
+            self.base_url, model, messages, media, key, extra, self.headers
+        )
+        secrets = (key,) if isinstance(key, str) and key else ()
+        return StreamCore(request, self.max_event_size, secrets)
+
+
+class StreamCore:
+    """The I/O-free half of a stream: decoding, the event queue, error events.
+
+    A client's stream pumps bytes in with :meth:`absorb` and takes events out
+    with :meth:`pop`; ``finished`` tells it when to stop reading.
+    """
+
+    def __init__(
+        self, request: PreparedRequest, max_event_size: int, secrets: Tuple[str, ...]
+    ) -> None:
+        self.request = request
+        self.secrets = secrets
+        self.finished = False
+        self.eof = False
+        """True once the body was read to its end."""
+        self.events_yielded = 0
+        self._decoder = EventDecoder(max_event_size=max_event_size)
+        self._pending: Deque[RawResponse] = deque()
+
+    @property
+    def bytes_received(self) -> int:
+        """Body bytes fed to the decoder so far."""
+        return self._decoder.bytes_fed
+
+    def absorb(self, chunk: bytes) -> None:
+        """Feed bytes from the network; an empty chunk means the body ended."""
+        if chunk:
+            self._pending.extend(self._decoder.feed(chunk))
+            if self._decoder.done:
+                self.finished = True
+        else:
+            self.finished = self.eof = True
+            self._pending.extend(self._decoder.close())
+
+    def pop(self) -> Optional[RawResponse]:
+        """The next event, or None when more bytes are needed.
+
+        Raises :class:`StreamError` (or :class:`AuthenticationError`) at a
+        fatal ``error`` or ``auth`` event, after all earlier events were popped.
+        """
+        if not self._pending:
+            return None
+        event = self._pending.popleft()
+        kind = event.type
+        if kind == "error" or kind == "auth":
+            self.finished = True
+            self._pending.clear()
+            raise self._event_error(event)
+        self.events_yielded += 1
+        return event
+
+    def redact(self, text: str) -> str:
+        """Replace the api key wherever it occurs in ``text``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _event_error(self, event: RawResponse) -> StreamError:
+        message = event.get("message")
+        name = event.get("error") if event.type == "error" else event.get("auth")
+        if not isinstance(message, str) or not message:
+            message = str(name) if name else json.dumps(event.get_dict())[:500]
+        text = self.redact(f"server reported {event.type}: {message}")
+        cls = AuthenticationError if event.type == "auth" else StreamError
+        return cls(text, event=event)
+
+    def status_error(
+        self, status: int, reason: str, body: bytes, location: Optional[str]
+    ) -> BackendApiError:
+        """The exception for an answer with HTTP status >= 300, from its first bytes."""
+        url = self.request.url
+        if 300 <= status < 400:
+            return APIStatusError(
+                self.redact(
+                    f"HTTP {status} {reason} from {url}: redirect to {location!r} not followed, "
+                    "because the request body carries the api key"
+                ),
+                status_code=status,
+                url=url,
+            )
+        parsed: Any = None
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(body)
+        server_message = _server_message(parsed)
+        shown: Any = parsed
+        if server_message is None:
+            text = body.decode("utf-8", "replace")
+            shown = self.redact(text[:2000])
+            server_message = " ".join(text.split())[:300] or "(empty body)"
+        message = self.redact(f"HTTP {status} {reason} from {url}: {server_message}")
+        return APIStatusError(message, status_code=status, body=shown, url=url)
+
+    @staticmethod
+    def is_not_a_stream(content_type: str) -> bool:
+        """True when a 200 answer is plainly no event stream (a proxy's HTML page)."""
+        return content_type.lower().startswith(("text/html", "application/xhtml"))
+
+    def content_type_error(self, content_type: str, head: bytes) -> DecodeError:
+        """The error for an answer :meth:`is_not_a_stream` rejected."""
+        return DecodeError(
+            self.redact(
+                f"expected an event stream from {self.request.url}, got Content-Type "
+                f"{content_type!r}; the body starts {excerpt(head)}"
+            )
+        )
+
+    def log_request(self) -> None:
+        """Log the request, with no key and no message text."""
+        request = self.request
+        logger.debug(
+            "%s %s model=%r provider=%r body=%d bytes",
+            request.method,
+            request.url,
+            request.model,
+            request.provider,
+            len(request.body or b""),
+        )
+
+    def log_end(self, outcome: str) -> None:
+        """Log a one-line summary of the finished stream."""
+        logger.debug(
+            "stream %s %s: %d events, %d bytes",
+            self.request.url,
+            outcome,
+            self.events_yielded,
+            self.bytes_received,
+        )
+
+
+def _server_message(parsed: Any) -> Optional[str]:
+    """The message in g4f's ``{"error": {"message": ...}}`` and its common variants."""
+    if not isinstance(parsed, dict):
+        return None
+    error = parsed.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    for value in (error, parsed.get("message"), parsed.get("detail")):
+        if isinstance(value, str) and value:
+            return value
+    return None

@@ -1,0 +1,185 @@
+"""Media attachments: bytes, files and URLs into the ``media`` field's pairs.
+
+The ``media`` field is a list of ``[data_or_url, filename_or_null]`` pairs;
+local bytes and files travel as ``data:<mime>;base64,...`` URIs, URLs and
+existing ``data:`` URIs pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+from typing import IO, List, Optional, Sequence, Tuple, Union
+
+from ._errors import InvalidInputError
+
+__all__ = ["MediaInput", "MediaItem", "encode_media", "guess_mime_type"]
+
+MediaItem = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", IO[bytes]]
+"""One attachment: bytes, a path, a binary file object, a ``data:`` URI or an http(s) URL."""
+
+MediaInput = Union[
+    MediaItem, Sequence[Union[MediaItem, Tuple[MediaItem, Optional[str]], List[object]]]
+]
+"""``media=``: a list of items or ``(item, filename)`` pairs, or one bare item."""
+
+# (offset, magic bytes, MIME type), checked in order.
+_SIGNATURES: Tuple[Tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (0, b"%PDF-", "application/pdf"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"fLaC", "audio/flac"),
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"\x1a\x45\xdf\xa3", "video/webm"),
+    (0, b"II*\x00", "image/tiff"),
+    (0, b"MM\x00*", "image/tiff"),
+)
+_FTYP_BRANDS = {
+    b"M4A ": "audio/mp4",
+    b"M4B ": "audio/mp4",
+    b"qt  ": "video/quicktime",
+    b"heic": "image/heic",
+    b"heix": "image/heic",
+    b"avif": "image/avif",
+}
+
+
+def guess_mime_type(data: bytes, filename: Optional[str] = None) -> Optional[str]:
+    """Return the MIME type of ``data``: from its signature, else from ``filename``.
+
+    >>> guess_mime_type(b"\\x89PNG\\r\\n\\x1a\\n...")
+    'image/png'
+    >>> guess_mime_type(b"a,b\\n1,2\\n", "table.csv")
+    'text/csv'
+    """
+    for offset, magic, mime in _SIGNATURES:
+        if data[offset : offset + len(magic)] == magic:
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
+        return "image/webp" if data[8:12] == b"WEBP" else "audio/wav"
+    if data[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(data[8:12], "video/mp4")
+    # "BM" alone is too weak a signature; the BMP header's reserved bytes are zero.
+    if data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00":
+        return "image/bmp"
+    if (data[:2] == b"\xff\xfb") or (data[:2] == b"\xff\xf3") or (data[:2] == b"\xff\xf2"):
+        return "audio/mpeg"
+    if filename:
+        guessed, _ = mimetypes.guess_type(filename, strict=False)
+        return guessed
+    return None
+
+
+def to_data_uri(data: bytes, mime: str) -> str:
+    """Encode ``data`` as a ``data:<mime>;base64,...`` URI."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def encode_media(media: Optional[MediaInput]) -> Optional[List[List[Optional[str]]]]:
+    """Validate ``media`` and turn it into the wire's ``[[uri, filename], ...]``.
+
+    The caller's list is not modified. Raises :class:`InvalidInputError`
+    naming the offending item (``media[2]``) for a missing file, a type that
+    cannot be told, or an object that is no media at all.
+    """
+    if media is None:
+        return None
+    if _is_item(media):
+        items: Sequence[object] = [media]
+    elif isinstance(media, (list, tuple)):
+        items = media
+    else:
+        raise InvalidInputError(
+            f"media must be a list of items or (item, filename) pairs, "
+            f"not {type(media).__name__}"
+        )
+    return [_encode_entry(entry, f"media[{index}]") for index, entry in enumerate(items)]
+
+
+def _is_item(value: object) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview, str, os.PathLike)) or (
+        hasattr(value, "read") and callable(value.read)
+    )
+
+
+def _encode_entry(entry: object, where: str) -> List[Optional[str]]:
+    filename: Optional[str] = None
+    item = entry
+    if isinstance(entry, (tuple, list)):
+        if len(entry) != 2:
+            raise InvalidInputError(
+                f"{where} must be an item or an (item, filename) pair, "
+                f"got a {type(entry).__name__} of {len(entry)} elements"
+            )
+        item, name = entry
+        if name is not None and not isinstance(name, str):
+            raise InvalidInputError(
+                f"{where}: the filename must be a str or None, not {type(name).__name__}"
+            )
+        filename = name
+    if isinstance(item, str):
+        return _encode_string(item, filename, where)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return [_bytes_uri(bytes(item), filename, where), filename]
+    if isinstance(item, os.PathLike):
+        return _encode_path(os.fspath(item), filename, where)
+    if hasattr(item, "read") and callable(item.read):
+        data = item.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise InvalidInputError(
+                f"{where}: the file object returned {type(data).__name__}, not bytes; "
+                "open it in binary mode ('rb')"
+            )
+        name_attr = getattr(item, "name", None)
+        if filename is None and isinstance(name_attr, str):
+            filename = os.path.basename(name_attr)
+        return [_bytes_uri(bytes(data), filename, where), filename]
+    hint = ""
+    if item is None:
+        hint = "; pass media as a list of (item, filename) pairs, e.g. media=[(path, None)]"
+    raise InvalidInputError(
+        f"{where} must be bytes, a path, a binary file, a data: URI or an http(s) URL, "
+        f"not {type(item).__name__}{hint}"
+    )
+
+
+def _encode_string(item: str, filename: Optional[str], where: str) -> List[Optional[str]]:
+    lowered = item[:8].lower()
+    if lowered.startswith("data:"):
+        if "," not in item:
+            raise InvalidInputError(f"{where}: malformed data: URI (no ',' before the data)")
+        return [item, filename]
+    if lowered.startswith(("http://", "https://")):
+        return [item, filename]
+    if "://" in item[:16]:
+        scheme = item.split("://", 1)[0]
+        raise InvalidInputError(
+            f"{where}: unsupported URL scheme {scheme!r}; use http(s), data: or a file path"
+        )
+    return _encode_path(item, filename, where)
+
+
+def _encode_path(path: str, filename: Optional[str], where: str) -> List[Optional[str]]:
+    if not os.path.isfile(path):
+        problem = "is not a file" if os.path.exists(path) else "no such file"
+        raise InvalidInputError(f"{where}: {problem}: {path!r}")
+    with open(path, "rb") as file:
+        data = file.read()
+    if filename is None:
+        filename = os.path.basename(path)
+    return [_bytes_uri(data, filename, where), filename]
+
+
+def _bytes_uri(data: bytes, filename: Optional[str], where: str) -> str:
+    mime = guess_mime_type(data, filename)
+    if mime is None:
+        named = f" and the filename {filename!r} has no known extension" if filename else ""
+        raise InvalidInputError(
+            f"{where}: cannot tell the media type: the bytes match no known signature{named}; "
+            "pass (item, 'name.ext') with a telling extension"
+        )
+    return to_data_uri(data, mime)
