@@ -1,0 +1,71 @@
+"""Streaming Python client for Backend API servers (gpt4free's ``/backend-api/v2``).
+
+>>> from backendapi import BackendApiClient
+>>> with BackendApiClient("http://localhost:8080") as client:  # doctest: +SKIP
+...     for event in client.create("gpt-4o", [{"role": "user", "content": "Hello"}]):
+...         if event.type == "content":
+...             print(event.content, end="")
+
+``AsyncBackendApiClient`` is the asyncio twin; it is imported on first use,
+so a blocking script never pays for importing aiohttp.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._base import DEFAULT_TIMEOUT, Timeout
+from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BackendApiError,
+    DecodeError,
+    EventTooLargeError,
+    IncompleteStreamError,
+    InvalidInputError,
+    StreamError,
+)
+from ._events import RawResponse
+from ._request import PreparedRequest
+from ._sync_client import BackendApiClient, Stream
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncBackendApiClient, AsyncStream
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_TIMEOUT",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncBackendApiClient",
+    "AsyncStream",
+    "AuthenticationError",
+    "BackendApiClient",
+    "BackendApiError",
+    "DecodeError",
+    "EventDecoder",
+    "EventTooLargeError",
+    "IncompleteStreamError",
+    "InvalidInputError",
+    "PreparedRequest",
+    "RawResponse",
+    "Stream",
+    "StreamError",
+    "Timeout",
+    "__version__",
+    "decode",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: import the aiohttp-based client only when it is asked for.
+    if name in ("AsyncBackendApiClient", "AsyncStream"):
+        from . import _async_client
+
+        return getattr(_async_client, name)
+    raise AttributeError(f"module 'backendapi' has no attribute {name!r}")

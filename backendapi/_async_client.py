@@ -1,0 +1,337 @@
+"""The async client, on ``aiohttp``: for asyncio applications."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from types import TracebackType
+from typing import Any, AsyncIterator, Mapping, Optional, Type, Union
+
+import aiohttp
+import certifi
+
+from ._base import (
+    DEFAULT_TIMEOUT,
+    ERROR_BODY_LIMIT,
+    BaseClient,
+    SSLOption,
+    StreamCore,
+    Timeout,
+)
+from ._decoder import DEFAULT_MAX_EVENT_SIZE
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BackendApiError,
+    DecodeError,
+    IncompleteStreamError,
+    InvalidInputError,
+)
+from ._events import RawResponse
+from ._media import MediaInput
+from ._request import Messages
+
+__all__ = ["AsyncBackendApiClient", "AsyncStream"]
+
+logger = logging.getLogger("backendapi")
+
+# The constructor's ``ssl`` argument shadows the module inside it.
+SSLContextType = ssl.SSLContext
+
+
+class AsyncBackendApiClient(BaseClient):
+    """Async client for a Backend API server; the twin of :class:`BackendApiClient`.
+
+    >>> async with AsyncBackendApiClient("http://localhost:8080") as client:  # doctest: +SKIP
+    ...     async for event in client.create("gpt-4o", [{"role": "user", "content": "Hi"}]):
+    ...         if event.type == "content":
+    ...             print(event.content, end="", flush=True)
+
+    It takes the same arguments as :class:`BackendApiClient`, with
+    ``session`` an ``aiohttp.ClientSession`` of yours (left open by the
+    client). Without one, the client makes its own session on first use;
+    close it with ``async with`` or :meth:`aclose`. Like ``requests``, the
+    client's own session honours ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``,
+    and trusts the same CA bundle (certifi's) by default.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        ssl: SSLOption = None,
+        timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
+        session: Optional[aiohttp.ClientSession] = None,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            headers=headers,
+            ssl=ssl,
+            timeout=timeout,
+            max_event_size=max_event_size,
+        )
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise InvalidInputError(
+                f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
+            )
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+
+    def create(
+        self,
+        model: str,
+        messages: Messages,
+        media: Optional[MediaInput] = None,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> AsyncStream:
+        """Start a conversation turn; return the :class:`AsyncStream` of its events.
+
+        A plain call, not a coroutine, so both ``async for event in
+        client.create(...)`` and ``async with client.create(...) as stream``
+        work. Arguments are checked here, before any network call; the request
+        goes out when the stream is entered or first iterated.
+        """
+        core = self._prepare(model, messages, media, api_key, kwargs)
+        return AsyncStream(self, core)
+
+    async def aclose(self) -> None:
+        """Close the client's own session (a caller's session is left open)."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    async def __aenter__(self) -> AsyncBackendApiClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise BackendApiError("the client is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self._ssl_context())
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+        return self._session
+
+    def _ssl_context(self) -> Union[bool, ssl.SSLContext]:
+        option = self.ssl
+        if option is False or isinstance(option, SSLContextType):
+            return option
+        if isinstance(option, str):
+            if os.path.isdir(option):
+                return ssl.create_default_context(capath=option)
+            return ssl.create_default_context(cafile=option)
+        # requests verifies against certifi's bundle; trust the same one.
+        return ssl.create_default_context(cafile=certifi.where())
+
+    def _request_ssl(self) -> Union[bool, ssl.SSLContext, None]:
+        """The per-request ``ssl`` argument: only needed for a caller's session."""
+        if self._owns_session or self.ssl is True:
+            return None
+        return self._ssl_context()
+
+
+class AsyncStream(AsyncIterator[RawResponse]):
+    """The events of one conversation turn, read as they arrive (async).
+
+    ``async for`` over it, or ``async with`` it; leaving the block, calling
+    :meth:`aclose`, reaching the end or cancelling the task that iterates
+    releases the connection::
+
+        async with client.create(model, messages) as stream:
+            async for event in stream:
+                ...
+    """
+
+    def __init__(self, client: AsyncBackendApiClient, core: StreamCore) -> None:
+        self._client = client
+        self._core = core
+        self._response: Optional[aiohttp.ClientResponse] = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream ended or was closed."""
+        return self._closed
+
+    @property
+    def status_code(self) -> Optional[int]:
+        """The HTTP status of the answer, once the request was sent."""
+        return None if self._response is None else self._response.status
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> RawResponse:
+        core = self._core
+        try:
+            while True:
+                event = core.pop()
+                if event is not None:
+                    return event
+                if core.finished or self._closed:
+                    self._end("completed")
+                    raise StopAsyncIteration
+                if self._response is None:
+                    await self._open()
+                core.absorb(await self._read())
+        except StopAsyncIteration:
+            raise
+        except BaseException:  # CancelledError included: never leave the socket open
+            self._end("failed")
+            raise
+
+    async def __aenter__(self) -> AsyncStream:
+        if self._response is None and not self._closed:
+            try:
+                await self._open()
+            except BaseException:
+                self._end("failed")
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        self._end("closed")
+
+    def __del__(self) -> None:
+        if not self._closed and self._response is not None:
+            self._end("abandoned")
+
+    async def _open(self) -> None:
+        core = self._core
+        request = core.request
+        client = self._client
+        core.log_request()
+        session = client._get_session()
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=client.timeout.connect, sock_read=client.timeout.read
+        )
+        extra: dict[str, Any] = {}
+        request_ssl = client._request_ssl()
+        if request_ssl is not None:
+            extra["ssl"] = request_ssl
+        try:
+            response = await session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                allow_redirects=False,
+                timeout=timeout,
+                **extra,
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise self._request_error(exc) from None
+        self._response = response
+        logger.debug("HTTP %d from %s", response.status, request.url)
+        if response.status >= 300:
+            body = await self._read_head(ERROR_BODY_LIMIT)
+            raise core.status_error(
+                response.status,
+                response.reason or "",
+                body,
+                response.headers.get("Location"),
+            )
+        content_type = response.headers.get("Content-Type", "")
+        if core.is_not_a_stream(content_type):
+            raise core.content_type_error(content_type, await self._read_head(2048))
+
+    async def _read(self) -> bytes:
+        assert self._response is not None
+        url = self._core.request.url
+        # readany() returns as soon as any bytes are buffered, over chunked and
+        # close-delimited bodies alike, and never splits on lines, so no line
+        # length limit applies (iterating response.content by line raises once
+        # a single line outgrows the reader's buffer).
+        try:
+            return await self._response.content.readany()
+        except aiohttp.ClientPayloadError as exc:
+            if "compress" in str(exc).lower() or "decod" in str(exc).lower():
+                raise DecodeError(f"cannot decompress the stream: {exc}") from None
+            raise IncompleteStreamError(
+                f"connection to {url} broke before the stream was complete: "
+                + self._core.redact(str(exc)),
+                url=url,
+            ) from None
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+            raise APITimeoutError(
+                f"no data from {url} within the read timeout of {self._client.timeout.read} s",
+                url=url,
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise APIConnectionError(
+                f"reading from {url} failed: " + self._core.redact(str(exc) or repr(exc)),
+                url=url,
+            ) from None
+
+    async def _read_head(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body, for an error message."""
+        parts = []
+        size = 0
+        try:
+            while size < limit:
+                data = await self._read()
+                if not data:
+                    break
+                parts.append(data)
+                size += len(data)
+        except BackendApiError:
+            pass
+        return b"".join(parts)[:limit]
+
+    def _request_error(self, exc: BaseException) -> APIConnectionError:
+        url = self._core.request.url
+        reason = self._core.redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
+        if isinstance(exc, aiohttp.ServerTimeoutError) and "read" in str(exc).lower():
+            return APITimeoutError(
+                f"no answer from {url} within the read timeout of {self._client.timeout.read} s",
+                url=url,
+            )
+        if isinstance(exc, asyncio.TimeoutError):
+            return APITimeoutError(
+                f"timed out connecting to {url} (connect timeout "
+                f"{self._client.timeout.connect} s)",
+                url=url,
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = self._core.redact(str(exc.os_error) or reason)
+        return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
+
+    def _end(self, outcome: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._core.finished = True
+        response, self._response = self._response, None
+        if response is not None:
+            if self._core.eof:
+                response.release()  # the body was read to its end: keep-alive reuse
+            else:
+                response.close()  # the server sees the connection close
+            self._core.log_end(outcome)

@@ -1,0 +1,375 @@
+"""The blocking client, on ``requests``: for scripts and Jupyter notebooks."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from types import TracebackType
+from typing import Any, Iterator, Mapping, Optional, Type, Union
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from ._base import (
+    DEFAULT_TIMEOUT,
+    ERROR_BODY_LIMIT,
+    READ_SIZE,
+    BaseClient,
+    SSLOption,
+    StreamCore,
+    Timeout,
+)
+from ._decoder import DEFAULT_MAX_EVENT_SIZE
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BackendApiError,
+    DecodeError,
+    IncompleteStreamError,
+    InvalidInputError,
+)
+from ._events import RawResponse
+from ._media import MediaInput
+from ._request import Messages
+
+__all__ = ["BackendApiClient", "Stream"]
+
+logger = logging.getLogger("backendapi")
+
+# The constructor's ``ssl`` argument shadows the module inside it.
+SSLContextType = ssl.SSLContext
+
+
+class BackendApiClient(BaseClient):
+    """Blocking client for a Backend API server.
+
+    >>> with BackendApiClient("http://localhost:8080") as client:  # doctest: +SKIP
+    ...     for event in client.create("gpt-4o", [{"role": "user", "content": "Hi"}]):
+    ...         if event.type == "content":
+    ...             print(event.content, end="", flush=True)
+
+    Arguments (the same as :class:`AsyncBackendApiClient`'s):
+
+    * ``base_url``: the server's root, e.g. ``"http://localhost:8080"``.
+    * ``api_key``: sent as the body's ``api_key`` when a call gives none.
+    * ``headers``: extra HTTP headers for every request.
+    * ``ssl``: True (verify, the default), False, an ``ssl.SSLContext``, or a
+      CA bundle path.
+    * ``timeout``: a :class:`Timeout`, a number of seconds for both connect
+      and read, or None for no timeout.
+    * ``session``: a ``requests.Session`` of yours; the client uses it and
+      leaves closing it to you.
+    * ``max_event_size``: largest event in bytes (default 64 MiB).
+
+    One client may be shared by several threads. Redirects are not followed:
+    the conversation body carries the api key, and a redirect must not carry
+    it elsewhere; a 3xx answer raises :class:`APIStatusError`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        ssl: SSLOption = None,
+        timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
+        session: Optional[requests.Session] = None,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            headers=headers,
+            ssl=ssl,
+            timeout=timeout,
+            max_event_size=max_event_size,
+        )
+        if session is not None and not isinstance(session, requests.Session):
+            raise InvalidInputError(
+                f"session must be a requests.Session, not {type(session).__name__}"
+            )
+        if session is not None and isinstance(self.ssl, SSLContextType):
+            raise InvalidInputError(
+                "ssl=SSLContext cannot be applied to a session you own; "
+                "mount an adapter with that context on your session instead"
+            )
+        self._session = session
+        self._owns_session = session is None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def create(
+        self,
+        model: str,
+        messages: Messages,
+        media: Optional[MediaInput] = None,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> Stream:
+        """Start a conversation turn; return the :class:`Stream` of its events.
+
+        The body is ``{"model", "messages", "media", "api_key", **kwargs}``:
+        ``provider``, ``conversation``, ``action``, ``temperature`` and any
+        other option go in ``kwargs``. Arguments are checked here, before any
+        network call; the request goes out when the stream is entered or
+        first iterated.
+        """
+        core = self._prepare(model, messages, media, api_key, kwargs)
+        return Stream(self, core)
+
+    def close(self) -> None:
+        """Close the client's own session and its connections (a caller's session is left open)."""
+        with self._lock:
+            self._closed = True
+            session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            session.close()
+
+    def __enter__(self) -> BackendApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def _get_session(self) -> requests.Session:
+        with self._lock:
+            if self._closed:
+                raise BackendApiError("the client is closed")
+            if self._session is None:
+                session = requests.Session()
+                if isinstance(self.ssl, SSLContextType):
+                    adapter = _ContextAdapter(self.ssl)
+                    session.mount("https://", adapter)
+                self._session = session
+            return self._session
+
+
+class _ContextAdapter(HTTPAdapter):
+    """An adapter whose connections use one given SSLContext."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+class Stream(Iterator[RawResponse]):
+    """The events of one conversation turn, read as they arrive.
+
+    Iterate it, or use it as a context manager; leaving the ``with`` block,
+    calling :meth:`close`, or reaching the end releases the connection::
+
+        with client.create(model, messages) as stream:
+            for event in stream:
+                ...
+
+    A fatal ``error``/``auth`` event raises :class:`StreamError` after every
+    earlier event was yielded; a connection cut mid-stream raises
+    :class:`IncompleteStreamError`.
+    """
+
+    def __init__(self, client: BackendApiClient, core: StreamCore) -> None:
+        self._client = client
+        self._core = core
+        self._response: Optional[requests.Response] = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream ended or was closed."""
+        return self._closed
+
+    @property
+    def status_code(self) -> Optional[int]:
+        """The HTTP status of the answer, once the request was sent."""
+        return None if self._response is None else self._response.status_code
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> RawResponse:
+        core = self._core
+        try:
+            while True:
+                event = core.pop()
+                if event is not None:
+                    return event
+                if core.finished or self._closed:
+                    self._end("completed")
+                    raise StopIteration
+                if self._response is None:
+                    self._open()
+                core.absorb(self._read())
+        except StopIteration:
+            raise
+        except BaseException:
+            self._end("failed")
+            raise
+
+    def __enter__(self) -> Stream:
+        if self._response is None and not self._closed:
+            try:
+                self._open()
+            except BaseException:
+                self._end("failed")
+                raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        self._end("closed")
+
+    def __del__(self) -> None:
+        # A stream dropped mid-way must not keep its socket open.
+        if not self._closed and self._response is not None:
+            self._end("abandoned")
+
+    def _open(self) -> None:
+        core = self._core
+        request = core.request
+        client = self._client
+        core.log_request()
+        session = client._get_session()
+        timeout = client.timeout
+        verify: Union[bool, str, None] = None  # None: the session's own setting
+        if client.ssl is False or isinstance(client.ssl, str):
+            verify = client.ssl
+        try:
+            response = session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                stream=True,
+                allow_redirects=False,
+                timeout=(timeout.connect, timeout.read),
+                verify=verify,
+            )
+        except requests.RequestException as exc:
+            raise self._request_error(exc) from None
+        self._response = response
+        logger.debug("HTTP %d from %s", response.status_code, request.url)
+        if response.status_code >= 300:
+            body = self._read_head(ERROR_BODY_LIMIT)
+            raise core.status_error(
+                response.status_code,
+                response.reason or "",
+                body,
+                response.headers.get("Location"),
+            )
+        content_type = response.headers.get("Content-Type", "")
+        if core.is_not_a_stream(content_type):
+            raise core.content_type_error(content_type, self._read_head(2048))
+
+    def _read(self) -> bytes:
+        assert self._response is not None
+        # read1() returns whatever bytes have arrived, at most READ_SIZE, so an
+        # event is handed out as soon as its last byte is here. iter_lines() and
+        # iter_content() would instead wait for a full read size on a
+        # close-delimited body (a 2 s server pause held events back 2 s).
+        try:
+            data = self._response.raw.read1(READ_SIZE, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise APITimeoutError(
+                f"no data from {self._core.request.url} within the read timeout "
+                f"of {self._client.timeout.read} s",
+                url=self._core.request.url,
+            ) from None
+        except urllib3.exceptions.ProtocolError as exc:
+            raise IncompleteStreamError(
+                f"connection to {self._core.request.url} broke before the stream was complete: "
+                + self._core.redact(_innermost(exc)),
+                url=self._core.request.url,
+            ) from None
+        except urllib3.exceptions.DecodeError as exc:
+            raise DecodeError(
+                f"cannot decompress the stream: {self._core.redact(_innermost(exc))}"
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise APIConnectionError(
+                f"reading from {self._core.request.url} failed: "
+                + self._core.redact(_innermost(exc)),
+                url=self._core.request.url,
+            ) from None
+        return data or b""
+
+    def _read_head(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body, for an error message."""
+        parts = []
+        size = 0
+        try:
+            while size < limit:
+                data = self._read()
+                if not data:
+                    break
+                parts.append(data)
+                size += len(data)
+        except BackendApiError:
+            pass
+        return b"".join(parts)[:limit]
+
+    def _request_error(self, exc: requests.RequestException) -> APIConnectionError:
+        url = self._core.request.url
+        reason = self._core.redact(_innermost(exc))
+        if isinstance(exc, requests.ConnectTimeout):
+            return APITimeoutError(
+                f"timed out connecting to {url} (connect timeout "
+                f"{self._client.timeout.connect} s)",
+                url=url,
+            )
+        if isinstance(exc, requests.ReadTimeout):
+            return APITimeoutError(
+                f"no answer from {url} within the read timeout of {self._client.timeout.read} s",
+                url=url,
+            )
+        if isinstance(exc, requests.exceptions.SSLError):
+            return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
+        return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
+
+    def _end(self, outcome: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._core.finished = True
+        response, self._response = self._response, None
+        if response is not None:
+            # After a full read urllib3 has already put the connection back in
+            # the pool; otherwise this closes the socket, so the server sees it.
+            response.close()
+            self._core.log_end(outcome)
+
+
+def _innermost(exc: BaseException) -> str:
+    """The most specific description in an exception chain (urllib3 nests them)."""
+    seen = exc
+    while True:
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, BaseException) and reason is not seen:
+            seen = reason
+            continue
+        args = getattr(seen, "args", ())
+        nested = next((arg for arg in args if isinstance(arg, BaseException)), None)
+        if nested is not None and nested is not seen:
+            seen = nested
+            continue
+        break
+    return str(seen) or type(seen).__name__
