@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._answer import Answer
 from ._base import DEFAULT_TIMEOUT, Timeout
 from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
 from ._errors import (
@@ -29,6 +30,7 @@ from ._errors import (
     StreamError,
 )
 from ._events import RawResponse
+from ._provider import BackendApi
 from ._request import PreparedRequest
 from ._sync_client import BackendApiClient, Stream
 from ._version import __version__
@@ -42,9 +44,11 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "Answer",
     "AsyncBackendApiClient",
     "AsyncStream",
     "AuthenticationError",
+    "BackendApi",
     "BackendApiClient",
     "BackendApiError",
     "DecodeError",

@@ -7,15 +7,17 @@ import logging
 import os
 import ssl
 from types import TracebackType
-from typing import Any, AsyncIterator, Mapping, Optional, Type, Union
+from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Type, Union
 
 import aiohttp
 import certifi
 
+from ._answer import Answer
 from ._base import (
     DEFAULT_TIMEOUT,
     ERROR_BODY_LIMIT,
     BaseClient,
+    Exchange,
     SSLOption,
     StreamCore,
     Timeout,
@@ -59,7 +61,7 @@ class AsyncBackendApiClient(BaseClient):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: Optional[str] = None,
         *,
         api_key: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
@@ -67,6 +69,7 @@ class AsyncBackendApiClient(BaseClient):
         timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
         session: Optional[aiohttp.ClientSession] = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        upload_media: bool = False,
     ) -> None:
         super().__init__(
             base_url,
@@ -75,6 +78,7 @@ class AsyncBackendApiClient(BaseClient):
             ssl=ssl,
             timeout=timeout,
             max_event_size=max_event_size,
+            upload_media=upload_media,
         )
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidInputError(
@@ -102,6 +106,44 @@ class AsyncBackendApiClient(BaseClient):
         core = self._prepare(model, messages, media, api_key, kwargs)
         return AsyncStream(self, core)
 
+    async def complete(
+        self,
+        model: str,
+        messages: Messages,
+        media: Optional[MediaInput] = None,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> Answer:
+        """Send a turn and return the finished :class:`Answer`, with no loop to write."""
+        async with self.create(model, messages, media, api_key, **kwargs) as stream:
+            return await stream.collect()
+
+    async def version(self) -> Dict[str, Any]:
+        """The server's version: ``{"version": "8.8.6", "latest_version": ...}``."""
+        result: Dict[str, Any] = await self._fetch(self._version_call(), json=True)
+        return result
+
+    async def models(self, provider: Optional[str] = None) -> Any:
+        """All models as ``{provider: [model ids]}``, or one provider's model objects."""
+        return await self._fetch(self._models_call(provider), json=True)
+
+    async def providers(self) -> List[Dict[str, Any]]:
+        """The server's providers (``name``, ``label``, ``auth``, ``vision``...)."""
+        result: List[Dict[str, Any]] = await self._fetch(self._providers_call(), json=True)
+        return result
+
+    async def create_text(
+        self, prompt: str, *, model: Optional[str] = None, provider: Optional[str] = None
+    ) -> str:
+        """The plain-text ``GET /backend-api/v2/create`` endpoint: one prompt, the answer's text."""
+        call = self._create_text_call(prompt, model, provider)
+        result: str = await self._fetch(call, json=False)
+        return result
+
+    async def upload(self, bucket_id: str, files: MediaInput) -> Any:
+        """Upload files (paths, bytes, file objects) to a bucket for later messages."""
+        return await self._fetch(self._upload_call(bucket_id, files), json=True)
+
     async def aclose(self) -> None:
         """Close the client's own session (a caller's session is left open)."""
         self._closed = True
@@ -119,6 +161,41 @@ class AsyncBackendApiClient(BaseClient):
         tb: Optional[TracebackType],
     ) -> None:
         await self.aclose()
+
+    async def _fetch(self, exchange: Exchange, *, json: bool) -> Any:
+        exchange.log_request()
+        request = exchange.request
+        try:
+            async with self._get_session().request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                allow_redirects=False,
+                timeout=self._client_timeout(),
+                **self._request_options(),
+            ) as response:
+                answer = (
+                    response.status,
+                    response.reason or "",
+                    await response.read(),
+                    response.headers.get("Location"),
+                )
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _request_error(exchange, self.timeout, exc) from None
+        logger.debug("HTTP %d from %s", answer[0], request.url)
+        return exchange.json_result(*answer) if json else exchange.text_result(*answer)
+
+    def _client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout.connect, sock_read=self.timeout.read
+        )
+
+    def _request_options(self) -> Dict[str, Any]:
+        """Per-request ``ssl``: only needed for a caller's session."""
+        if self._owns_session or self.ssl is True:
+            return {}
+        return {"ssl": self._ssl_context()}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -138,12 +215,6 @@ class AsyncBackendApiClient(BaseClient):
             return ssl.create_default_context(cafile=option)
         # requests verifies against certifi's bundle; trust the same one.
         return ssl.create_default_context(cafile=certifi.where())
-
-    def _request_ssl(self) -> Union[bool, ssl.SSLContext, None]:
-        """The per-request ``ssl`` argument: only needed for a caller's session."""
-        if self._owns_session or self.ssl is True:
-            return None
-        return self._ssl_context()
 
 
 class AsyncStream(AsyncIterator[RawResponse]):
@@ -173,6 +244,17 @@ class AsyncStream(AsyncIterator[RawResponse]):
     def status_code(self) -> Optional[int]:
         """The HTTP status of the answer, once the request was sent."""
         return None if self._response is None else self._response.status
+
+    @property
+    def answer(self) -> Answer:
+        """Everything yielded so far, gathered: text, usage, title, conversation..."""
+        return self._core.answer
+
+    async def collect(self) -> Answer:
+        """Read the rest of the stream; return the finished :class:`Answer`."""
+        async for _ in self:
+            pass
+        return self._core.answer
 
     def __aiter__(self) -> AsyncStream:
         return self
@@ -227,13 +309,6 @@ class AsyncStream(AsyncIterator[RawResponse]):
         client = self._client
         core.log_request()
         session = client._get_session()
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=client.timeout.connect, sock_read=client.timeout.read
-        )
-        extra: dict[str, Any] = {}
-        request_ssl = client._request_ssl()
-        if request_ssl is not None:
-            extra["ssl"] = request_ssl
         try:
             response = await session.request(
                 request.method,
@@ -241,11 +316,11 @@ class AsyncStream(AsyncIterator[RawResponse]):
                 headers=request.headers,
                 data=request.body,
                 allow_redirects=False,
-                timeout=timeout,
-                **extra,
+                timeout=client._client_timeout(),
+                **client._request_options(),
             )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise self._request_error(exc) from None
+            raise _request_error(core, client.timeout, exc) from None
         self._response = response
         logger.debug("HTTP %d from %s", response.status, request.url)
         if response.status >= 300:
@@ -303,35 +378,41 @@ class AsyncStream(AsyncIterator[RawResponse]):
             pass
         return b"".join(parts)[:limit]
 
-    def _request_error(self, exc: BaseException) -> APIConnectionError:
-        url = self._core.request.url
-        reason = self._core.redact(str(exc) or type(exc).__name__)
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
-        if isinstance(exc, aiohttp.ServerTimeoutError) and "read" in str(exc).lower():
-            return APITimeoutError(
-                f"no answer from {url} within the read timeout of {self._client.timeout.read} s",
-                url=url,
-            )
-        if isinstance(exc, asyncio.TimeoutError):
-            return APITimeoutError(
-                f"timed out connecting to {url} (connect timeout "
-                f"{self._client.timeout.connect} s)",
-                url=url,
-            )
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = self._core.redact(str(exc.os_error) or reason)
-        return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
-
     def _end(self, outcome: str) -> None:
         if self._closed:
             return
         self._closed = True
-        self._core.finished = True
         response, self._response = self._response, None
-        if response is not None:
-            if self._core.eof:
-                response.release()  # the body was read to its end: keep-alive reuse
-            else:
-                response.close()  # the server sees the connection close
-            self._core.log_end(outcome)
+        try:
+            self._core.end(outcome)
+        finally:
+            if response is not None:
+                self._close_response(response, outcome)
+
+    def _close_response(self, response: aiohttp.ClientResponse, outcome: str) -> None:
+        if self._core.eof:
+            response.release()  # the body was read to its end: keep-alive reuse
+        else:
+            response.close()  # the server sees the connection close
+        self._core.log_end(outcome)
+
+
+def _request_error(exchange: Exchange, timeout: Timeout, exc: BaseException) -> APIConnectionError:
+    """Map a failure to send a request (or read a plain answer) to the SDK's errors."""
+    url = exchange.request.url
+    reason = exchange.redact(str(exc) or type(exc).__name__)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
+    if isinstance(exc, aiohttp.ServerTimeoutError) and "read" in str(exc).lower():
+        return APITimeoutError(
+            f"no answer from {url} within the read timeout of {timeout.read} s", url=url
+        )
+    if isinstance(exc, asyncio.TimeoutError):
+        return APITimeoutError(
+            f"timed out connecting to {url} (connect timeout {timeout.connect} s)", url=url
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return IncompleteStreamError(f"the answer from {url} was cut short: {reason}", url=url)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exchange.redact(str(exc.os_error) or reason)
+    return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)

@@ -13,8 +13,10 @@ import os
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Deque, List, Mapping, Optional, Tuple, Union
+from urllib.parse import quote
 
+from ._answer import Answer
 from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder
 from ._errors import (
     APIStatusError,
@@ -28,8 +30,14 @@ from ._errors import (
 from ._events import RawResponse
 from ._media import MediaInput
 from ._request import (
+    CREATE_PATH,
+    MODELS_PATH,
+    PROVIDERS_PATH,
+    VERSION_PATH,
     PreparedRequest,
     build_conversation_request,
+    build_get_request,
+    build_upload_request,
     normalize_base_url,
     validate_headers,
 )
@@ -108,21 +116,37 @@ def coerce_ssl(value: SSLOption) -> Union[bool, ssl.SSLContext, str]:
     )
 
 
+DEFAULT_BASE_URL = "http://localhost:8080"
+"""Where ``g4f gui`` listens by default."""
+BASE_URL_ENV = "BACKENDAPI_BASE_URL"
+API_KEY_ENV = "BACKENDAPI_API_KEY"
+
+
 class BaseClient:
-    """Options and request building shared by both clients."""
+    """Options and request building shared by both clients.
+
+    ``base_url`` and ``api_key`` come from the argument if given, else from
+    the environment (``BACKENDAPI_BASE_URL``, ``BACKENDAPI_API_KEY``), else
+    the default (``http://localhost:8080``, no key).
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: Optional[str] = None,
         *,
         api_key: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
         ssl: SSLOption = None,
         timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        upload_media: bool = False,
     ) -> None:
+        if base_url is None:
+            base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self.base_url = normalize_base_url(base_url)
         """The server's root, without a trailing slash."""
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV) or None
         if api_key is not None and not isinstance(api_key, str):
             raise InvalidInputError(f"api_key must be a str or None, not {type(api_key).__name__}")
         self._api_key = api_key
@@ -140,6 +164,12 @@ class BaseClient:
             raise InvalidInputError(f"max_event_size must be positive, got {max_event_size}")
         self.max_event_size = max_event_size
         """Largest event, in bytes, a stream accepts before raising."""
+        if not isinstance(upload_media, bool):
+            raise InvalidInputError(
+                f"upload_media must be True or False, not {type(upload_media).__name__}"
+            )
+        self.upload_media = upload_media
+        """Send local media as multipart file parts instead of base64 data: URIs."""
 
     def __repr__(self) -> str:
         key = "***" if self._api_key else None
@@ -155,13 +185,119 @@ class BaseClient:
     ) -> StreamCore:
         key = api_key if api_key is not None else self._api_key
         request = build_conversation_request(
-            self.base_url, model, messages, media, key, extra, self.headers
+            self.base_url, model, messages, media, key, extra, self.headers, self.upload_media
         )
-        secrets = (key,) if isinstance(key, str) and key else ()
-        return StreamCore(request, self.max_event_size, secrets)
+        return StreamCore(request, self.max_event_size, self._secrets(key))
+
+    def _secrets(self, key: object = None) -> Tuple[str, ...]:
+        keys = {key, self._api_key}
+        return tuple(k for k in keys if isinstance(k, str) and k)
+
+    def _get(self, path: str, **params: Optional[str]) -> Exchange:
+        for name, value in params.items():
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}")
+        return Exchange(
+            build_get_request(self.base_url, path, params, self.headers), self._secrets()
+        )
+
+    def _version_call(self) -> Exchange:
+        return self._get(VERSION_PATH)
+
+    def _models_call(self, provider: Optional[str]) -> Exchange:
+        if provider is None:
+            return self._get(MODELS_PATH)
+        if not isinstance(provider, str) or not provider:
+            raise InvalidInputError(f"provider must be a non-empty str, got {provider!r}")
+        return self._get(f"{MODELS_PATH}/{quote(provider, safe='')}")
+
+    def _providers_call(self) -> Exchange:
+        return self._get(PROVIDERS_PATH)
+
+    def _create_text_call(
+        self, prompt: object, model: Optional[str], provider: Optional[str]
+    ) -> Exchange:
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidInputError(f"prompt must be a non-empty str, got {prompt!r}")
+        exchange = self._get(CREATE_PATH, prompt=prompt, model=model, provider=provider)
+        exchange.request.headers["Accept"] = "text/plain"
+        return exchange
+
+    def _upload_call(self, bucket_id: object, files: object) -> Exchange:
+        request = build_upload_request(self.base_url, bucket_id, files, self.headers)
+        return Exchange(request, self._secrets())
 
 
-class StreamCore:
+class Exchange:
+    """One request and the I/O-free handling of its answer: errors, redaction, logging."""
+
+    def __init__(self, request: PreparedRequest, secrets: Tuple[str, ...] = ()) -> None:
+        self.request = request
+        self.secrets = secrets
+
+    def redact(self, text: str) -> str:
+        """Replace the api key wherever it occurs in ``text``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def status_error(
+        self, status: int, reason: str, body: bytes, location: Optional[str]
+    ) -> BackendApiError:
+        """The exception for an answer with HTTP status >= 300, from its first bytes."""
+        url = self.request.url
+        if 300 <= status < 400:
+            return APIStatusError(
+                self.redact(
+                    f"HTTP {status} {reason} from {url}: redirect to {location!r} not followed, "
+                    "because the request body carries the api key"
+                ),
+                status_code=status,
+                url=url,
+            )
+        parsed: Any = None
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(body)
+        server_message = _server_message(parsed)
+        shown: Any = parsed
+        if server_message is None:
+            text = body.decode("utf-8", "replace")
+            shown = self.redact(text[:2000])
+            server_message = " ".join(text.split())[:300] or "(empty body)"
+        message = self.redact(f"HTTP {status} {reason} from {url}: {server_message}")
+        return APIStatusError(message, status_code=status, body=shown, url=url)
+
+    def json_result(self, status: int, reason: str, body: bytes, location: Optional[str]) -> Any:
+        """The decoded JSON of a plain (non-streaming) answer, or the error it means."""
+        if status >= 300:
+            raise self.status_error(status, reason, body, location)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise DecodeError(
+                f"expected JSON from {self.request.url}, got {excerpt(body)}"
+            ) from None
+
+    def text_result(self, status: int, reason: str, body: bytes, location: Optional[str]) -> str:
+        """The text of a plain answer, or the error it means."""
+        if status >= 300:
+            raise self.status_error(status, reason, body, location)
+        return body.decode("utf-8", "replace")
+
+    def log_request(self) -> None:
+        """Log the request, with no key and no message text."""
+        request = self.request
+        logger.debug(
+            "%s %s model=%r provider=%r body=%d bytes",
+            request.method,
+            request.url,
+            request.model,
+            request.provider,
+            len(request.body or b""),
+        )
+
+
+class StreamCore(Exchange):
     """The I/O-free half of a stream: decoding, the event queue, error events.
 
     A client's stream pumps bytes in with :meth:`absorb` and takes events out
@@ -171,12 +307,15 @@ class StreamCore:
     def __init__(
         self, request: PreparedRequest, max_event_size: int, secrets: Tuple[str, ...]
     ) -> None:
-        self.request = request
-        self.secrets = secrets
+        super().__init__(request, secrets)
         self.finished = False
         self.eof = False
         """True once the body was read to its end."""
         self.events_yielded = 0
+        self.answer = Answer()
+        """Everything yielded so far, gathered."""
+        self.on_complete: List[Callable[[Answer], None]] = []
+        """Called once with the answer when the stream ends without error."""
         self._decoder = EventDecoder(max_event_size=max_event_size)
         self._pending: Deque[RawResponse] = deque()
 
@@ -210,13 +349,16 @@ class StreamCore:
             self._pending.clear()
             raise self._event_error(event)
         self.events_yielded += 1
+        self.answer.add(event)
         return event
 
-    def redact(self, text: str) -> str:
-        """Replace the api key wherever it occurs in ``text``."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+    def end(self, outcome: str) -> None:
+        """Note that the stream ended (``"completed"``, ``"closed"``, ``"failed"``...)."""
+        self.finished = True
+        if outcome == "completed":
+            callbacks, self.on_complete = self.on_complete, []
+            for callback in callbacks:
+                callback(self.answer)
 
     def _event_error(self, event: RawResponse) -> StreamError:
         message = event.get("message")
@@ -226,32 +368,6 @@ class StreamCore:
         text = self.redact(f"server reported {event.type}: {message}")
         cls = AuthenticationError if event.type == "auth" else StreamError
         return cls(text, event=event)
-
-    def status_error(
-        self, status: int, reason: str, body: bytes, location: Optional[str]
-    ) -> BackendApiError:
-        """The exception for an answer with HTTP status >= 300, from its first bytes."""
-        url = self.request.url
-        if 300 <= status < 400:
-            return APIStatusError(
-                self.redact(
-                    f"HTTP {status} {reason} from {url}: redirect to {location!r} not followed, "
-                    "because the request body carries the api key"
-                ),
-                status_code=status,
-                url=url,
-            )
-        parsed: Any = None
-        with contextlib.suppress(ValueError):
-            parsed = json.loads(body)
-        server_message = _server_message(parsed)
-        shown: Any = parsed
-        if server_message is None:
-            text = body.decode("utf-8", "replace")
-            shown = self.redact(text[:2000])
-            server_message = " ".join(text.split())[:300] or "(empty body)"
-        message = self.redact(f"HTTP {status} {reason} from {url}: {server_message}")
-        return APIStatusError(message, status_code=status, body=shown, url=url)
 
     @staticmethod
     def is_not_a_stream(content_type: str) -> bool:
@@ -265,18 +381,6 @@ class StreamCore:
                 f"expected an event stream from {self.request.url}, got Content-Type "
                 f"{content_type!r}; the body starts {excerpt(head)}"
             )
-        )
-
-    def log_request(self) -> None:
-        """Log the request, with no key and no message text."""
-        request = self.request
-        logger.debug(
-            "%s %s model=%r provider=%r body=%d bytes",
-            request.method,
-            request.url,
-            request.model,
-            request.provider,
-            len(request.body or b""),
         )
 
     def log_end(self, outcome: str) -> None:

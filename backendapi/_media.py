@@ -10,11 +10,18 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
-from typing import IO, List, Optional, Sequence, Tuple, Union
+from typing import IO, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._errors import InvalidInputError
 
-__all__ = ["MediaInput", "MediaItem", "encode_media", "guess_mime_type"]
+__all__ = [
+    "MediaInput",
+    "MediaItem",
+    "MediaPart",
+    "encode_media",
+    "guess_mime_type",
+    "resolve_media",
+]
 
 MediaItem = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", IO[bytes]]
 """One attachment: bytes, a path, a binary file object, a ``data:`` URI or an http(s) URL."""
@@ -79,6 +86,15 @@ def to_data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+class MediaPart(NamedTuple):
+    """One validated attachment: local bytes (``data``) or a URL/URI (``uri``)."""
+
+    data: Optional[bytes]
+    uri: Optional[str]
+    filename: Optional[str]
+    mime: Optional[str]
+
+
 def encode_media(media: Optional[MediaInput]) -> Optional[List[List[Optional[str]]]]:
     """Validate ``media`` and turn it into the wire's ``[[uri, filename], ...]``.
 
@@ -86,6 +102,17 @@ def encode_media(media: Optional[MediaInput]) -> Optional[List[List[Optional[str
     naming the offending item (``media[2]``) for a missing file, a type that
     cannot be told, or an object that is no media at all.
     """
+    parts = resolve_media(media)
+    if parts is None:
+        return None
+    return [
+        [part.uri if part.data is None else to_data_uri(part.data, part.mime or ""), part.filename]
+        for part in parts
+    ]
+
+
+def resolve_media(media: Optional[MediaInput], label: str = "media") -> Optional[List[MediaPart]]:
+    """Validate ``media`` and load each item; see :func:`encode_media`."""
     if media is None:
         return None
     if _is_item(media):
@@ -94,19 +121,18 @@ def encode_media(media: Optional[MediaInput]) -> Optional[List[List[Optional[str
         items = media
     else:
         raise InvalidInputError(
-            f"media must be a list of items or (item, filename) pairs, "
-            f"not {type(media).__name__}"
+            f"{label} must be a list of items or (item, filename) pairs, not {type(media).__name__}"
         )
-    return [_encode_entry(entry, f"media[{index}]") for index, entry in enumerate(items)]
+    return [_resolve_entry(entry, f"{label}[{index}]") for index, entry in enumerate(items)]
 
 
 def _is_item(value: object) -> bool:
-    return isinstance(value, (bytes, bytearray, memoryview, str, os.PathLike)) or (
-        hasattr(value, "read") and callable(value.read)
+    return isinstance(value, (bytes, bytearray, memoryview, str, os.PathLike)) or callable(
+        getattr(value, "read", None)
     )
 
 
-def _encode_entry(entry: object, where: str) -> List[Optional[str]]:
+def _resolve_entry(entry: object, where: str) -> MediaPart:
     filename: Optional[str] = None
     item = entry
     if isinstance(entry, (tuple, list)):
@@ -122,13 +148,14 @@ def _encode_entry(entry: object, where: str) -> List[Optional[str]]:
             )
         filename = name
     if isinstance(item, str):
-        return _encode_string(item, filename, where)
+        return _resolve_string(item, filename, where)
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return [_bytes_uri(bytes(item), filename, where), filename]
+        return _local(bytes(item), filename, where)
     if isinstance(item, os.PathLike):
-        return _encode_path(os.fspath(item), filename, where)
-    if hasattr(item, "read") and callable(item.read):
-        data = item.read()
+        return _resolve_path(os.fspath(item), filename, where)
+    read = getattr(item, "read", None)
+    if callable(read):
+        data = read()
         if not isinstance(data, (bytes, bytearray)):
             raise InvalidInputError(
                 f"{where}: the file object returned {type(data).__name__}, not bytes; "
@@ -137,7 +164,7 @@ def _encode_entry(entry: object, where: str) -> List[Optional[str]]:
         name_attr = getattr(item, "name", None)
         if filename is None and isinstance(name_attr, str):
             filename = os.path.basename(name_attr)
-        return [_bytes_uri(bytes(data), filename, where), filename]
+        return _local(bytes(data), filename, where)
     hint = ""
     if item is None:
         hint = "; pass media as a list of (item, filename) pairs, e.g. media=[(path, None)]"
@@ -147,23 +174,23 @@ def _encode_entry(entry: object, where: str) -> List[Optional[str]]:
     )
 
 
-def _encode_string(item: str, filename: Optional[str], where: str) -> List[Optional[str]]:
+def _resolve_string(item: str, filename: Optional[str], where: str) -> MediaPart:
     lowered = item[:8].lower()
     if lowered.startswith("data:"):
         if "," not in item:
             raise InvalidInputError(f"{where}: malformed data: URI (no ',' before the data)")
-        return [item, filename]
+        return MediaPart(None, item, filename, None)
     if lowered.startswith(("http://", "https://")):
-        return [item, filename]
+        return MediaPart(None, item, filename, None)
     if "://" in item[:16]:
         scheme = item.split("://", 1)[0]
         raise InvalidInputError(
             f"{where}: unsupported URL scheme {scheme!r}; use http(s), data: or a file path"
         )
-    return _encode_path(item, filename, where)
+    return _resolve_path(item, filename, where)
 
 
-def _encode_path(path: str, filename: Optional[str], where: str) -> List[Optional[str]]:
+def _resolve_path(path: str, filename: Optional[str], where: str) -> MediaPart:
     if not os.path.isfile(path):
         problem = "is not a file" if os.path.exists(path) else "no such file"
         raise InvalidInputError(f"{where}: {problem}: {path!r}")
@@ -171,10 +198,10 @@ def _encode_path(path: str, filename: Optional[str], where: str) -> List[Optiona
         data = file.read()
     if filename is None:
         filename = os.path.basename(path)
-    return [_bytes_uri(data, filename, where), filename]
+    return _local(data, filename, where)
 
 
-def _bytes_uri(data: bytes, filename: Optional[str], where: str) -> str:
+def _local(data: bytes, filename: Optional[str], where: str) -> MediaPart:
     mime = guess_mime_type(data, filename)
     if mime is None:
         named = f" and the filename {filename!r} has no known extension" if filename else ""
@@ -182,4 +209,4 @@ def _bytes_uri(data: bytes, filename: Optional[str], where: str) -> str:
             f"{where}: cannot tell the media type: the bytes match no known signature{named}; "
             "pass (item, 'name.ext') with a telling extension"
         )
-    return to_data_uri(data, mime)
+    return MediaPart(data, None, filename, mime)

@@ -7,12 +7,15 @@ what a call means.
 from __future__ import annotations
 
 import json
+import mimetypes
+import re
+import secrets
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
-from urllib.parse import urlsplit
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlencode, urlsplit
 
 from ._errors import InvalidInputError
-from ._media import MediaInput, encode_media
+from ._media import MediaInput, MediaPart, encode_media, resolve_media
 from ._version import __version__
 
 __all__ = [
@@ -25,6 +28,12 @@ __all__ = [
 ]
 
 CONVERSATION_PATH = "/backend-api/v2/conversation"
+FILES_PATH = "/backend-api/v2/files"
+VERSION_PATH = "/backend-api/v2/version"
+MODELS_PATH = "/backend-api/v2/models"
+PROVIDERS_PATH = "/backend-api/v2/providers"
+CREATE_PATH = "/backend-api/v2/create"
+_BUCKET_ID = re.compile(r"[A-Za-z0-9_-]+")
 USER_AGENT = f"backendapi-python/{__version__}"
 
 Messages = Sequence[Mapping[str, Any]]
@@ -61,9 +70,7 @@ def normalize_base_url(base_url: object) -> str:
         raise InvalidInputError(f"base_url must be a str, not {type(base_url).__name__}")
     parts = urlsplit(base_url.strip())
     if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidInputError(
-            f"base_url must start with http:// or https://, got {base_url!r}"
-        )
+        raise InvalidInputError(f"base_url must start with http:// or https://, got {base_url!r}")
     if not parts.hostname:
         raise InvalidInputError(f"base_url has no host: {base_url!r}")
     if parts.query or parts.fragment:
@@ -98,8 +105,7 @@ def validate_messages(messages: object) -> None:
         content = message["content"]
         if content is not None and not isinstance(content, (str, list)):
             raise InvalidInputError(
-                f"{where}['content'] must be a str or a list of parts, "
-                f"not {type(content).__name__}"
+                f"{where}['content'] must be a str or a list of parts, not {type(content).__name__}"
             )
 
 
@@ -111,35 +117,93 @@ def build_conversation_request(
     api_key: object,
     extra: Mapping[str, Any],
     headers: Mapping[str, str],
+    upload_media: bool = False,
 ) -> PreparedRequest:
     """Build the ``POST .../backend-api/v2/conversation`` request.
 
     The body is the seed's ``{"model", "messages", "media", "api_key", **extra}``.
+    With ``upload_media`` it is the endpoint's multipart form instead: that
+    JSON in the ``json`` field, local media as ``files`` parts (raw bytes, a
+    third smaller than base64) and URLs as ``media_url`` fields.
     """
     if not isinstance(model, str):
         raise InvalidInputError(f"model must be a str, not {type(model).__name__}")
     validate_messages(messages)
     if api_key is not None and not isinstance(api_key, str):
         raise InvalidInputError(f"api_key must be a str or None, not {type(api_key).__name__}")
-    body: Dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "media": encode_media(media),
-        "api_key": api_key,
-    }
-    body.update(extra)
     provider = extra.get("provider")
     if provider is not None and not isinstance(provider, str):
         raise InvalidInputError(f"provider must be a str, not {type(provider).__name__}")
+    body: Dict[str, Any] = {"model": model, "messages": messages, "media": None, "api_key": api_key}
+    if upload_media:
+        parts = resolve_media(media) or []
+        body.update(extra)
+        fields = [("json", encode_json_body(body).decode("utf-8"))]
+        fields += [("media_url", part.uri) for part in parts if part.uri is not None]
+        payload, content_type = encode_multipart(fields, _file_parts(parts, "files"))
+    else:
+        body["media"] = encode_media(media)
+        body.update(extra)
+        payload, content_type = encode_json_body(body), "application/json"
     return PreparedRequest(
         method="POST",
         url=base_url + CONVERSATION_PATH,
         headers=merge_headers(
-            {"Content-Type": "application/json", "Accept": "text/event-stream"}, headers
+            {"Content-Type": content_type, "Accept": "text/event-stream"}, headers
         ),
-        body=encode_json_body(body),
+        body=payload,
         model=model,
         provider=provider,
+    )
+
+
+def _file_parts(parts: Sequence[MediaPart], name: str) -> List[Tuple[str, str, str, bytes]]:
+    files = []
+    for index, part in enumerate(parts):
+        if part.data is not None:
+            filename = part.filename or f"file{index}{_extension(part.mime)}"
+            files.append((name, filename, part.mime or "application/octet-stream", part.data))
+    return files
+
+
+def _extension(mime: Optional[str]) -> str:
+    return (mimetypes.guess_extension(mime) or "") if mime else ""
+
+
+def build_upload_request(
+    base_url: str, bucket_id: object, files: object, headers: Mapping[str, str]
+) -> PreparedRequest:
+    """Build ``POST .../backend-api/v2/files/<bucket_id>``: a multipart upload of ``files``."""
+    if not isinstance(bucket_id, str) or not bucket_id or not _BUCKET_ID.fullmatch(bucket_id):
+        raise InvalidInputError(
+            f"bucket_id must be a non-empty str of letters, digits, '-' and '_', got {bucket_id!r}"
+        )
+    parts = resolve_media(files, "files")  # type: ignore[arg-type]
+    if not parts:
+        raise InvalidInputError("files must hold at least one file")
+    for index, part in enumerate(parts):
+        if part.data is None:
+            raise InvalidInputError(f"files[{index}]: only local bytes or files can be uploaded")
+    payload, content_type = encode_multipart([], _file_parts(parts, "files"))
+    return PreparedRequest(
+        method="POST",
+        url=f"{base_url}{FILES_PATH}/{bucket_id}",
+        headers=merge_headers(
+            {"Content-Type": content_type, "Accept": "application/json"}, headers
+        ),
+        body=payload,
+    )
+
+
+def build_get_request(
+    base_url: str, path: str, params: Mapping[str, Optional[str]], headers: Mapping[str, str]
+) -> PreparedRequest:
+    """Build a ``GET`` of one of the server's other endpoints."""
+    query = urlencode({key: value for key, value in params.items() if value is not None})
+    return PreparedRequest(
+        method="GET",
+        url=base_url + path + ("?" + query if query else ""),
+        headers=merge_headers({"Accept": "application/json"}, headers),
     )
 
 
@@ -188,6 +252,33 @@ def validate_headers(headers: object) -> Dict[str, str]:
     return checked
 
 
-def list_keys(body: Mapping[str, Any]) -> List[str]:
-    """The body's field names, for logging without values."""
-    return sorted(body)
+def encode_multipart(
+    fields: Sequence[Tuple[str, str]], files: Sequence[Tuple[str, str, str, bytes]]
+) -> Tuple[bytes, str]:
+    """Build a ``multipart/form-data`` body; return it and its Content-Type.
+
+    ``fields`` are ``(name, text)``; ``files`` are ``(name, filename, mime, data)``.
+    """
+    boundary = "backendapi-" + secrets.token_hex(16)
+    out: List[bytes] = []
+    for name, value in fields:
+        out.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"\r\n'
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n".encode()
+        )
+        out.append(value.encode("utf-8"))
+        out.append(b"\r\n")
+    for name, filename, mime, data in files:
+        out.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"; '
+            f'filename="{_quote(filename)}"\r\nContent-Type: {mime}\r\n\r\n'.encode()
+        )
+        out.append(data)
+        out.append(b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def _quote(value: str) -> str:
+    # RFC 7578: names and filenames are quoted strings; escape what would end them.
+    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
