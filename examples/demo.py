@@ -1,0 +1,90 @@
+"""The main job, offline: stream one conversation through both clients.
+
+Starts the bundled test server (``backendapi.testing``) with a scripted
+answer, then streams the same question through ``BackendApiClient`` and
+``AsyncBackendApiClient``, printing reasoning, the answer token by token, and
+the usage line, as a user's program would.
+
+Run it with ``make demo`` (or ``python examples/demo.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Dict, List
+
+from backendapi import AsyncBackendApiClient, BackendApiClient, RawResponse
+from backendapi.testing import BackendApiTestServer, Pause, Reply
+
+QUESTION = "Why is the sky blue?"
+ANSWER = (
+    "Sunlight scatters off the molecules of the air, and short (blue) wavelengths "
+    "scatter far more than long (red) ones, so blue light reaches your eyes from "
+    "every direction of the sky."
+)
+MESSAGES: List[Dict[str, Any]] = [
+    {"role": "system", "content": "Answer in one short paragraph."},
+    {"role": "user", "content": QUESTION},
+]
+
+
+def scripted_reply() -> Reply:
+    """A realistic answer: provider, reasoning, tokens arriving over time, usage."""
+    answer = Reply.answer(ANSWER, reasoning="Rayleigh scattering, 1/wavelength^4.", title="Sky")
+    paced: List[Any] = []
+    for event in answer.events:
+        paced.append(event)
+        if isinstance(event, dict) and event.get("type") == "content":
+            paced.append(Pause(0.02))  # let the tokens visibly stream in
+    return Reply(events=paced)
+
+
+def show(event: RawResponse) -> None:
+    """Print one event the way a chat program would."""
+    if event.type == "provider":
+        print(f"[{event.provider['label']} / {event.provider['model']}]")
+    elif event.type == "reasoning" and event.get("token"):
+        print(f"  (thinking: {event.token})")
+    elif event.type == "content":
+        print(event.content, end="", flush=True)
+    elif event.type == "title":
+        print(f"\n  title: {event.title}", end="")
+    elif event.type == "usage":
+        usage = event.usage
+        print(
+            f"\n  usage: {usage['prompt_tokens']} prompt + "
+            f"{usage['completion_tokens']} completion tokens"
+        )
+
+
+def blocking(url: str) -> None:
+    """The blocking client: no event loop needed (scripts, notebooks)."""
+    print("== BackendApiClient (requests) ==")
+    with BackendApiClient(url, api_key="demo-key") as client:
+        for event in client.create("scripted-1", MESSAGES, provider="ScriptedProvider"):
+            show(event)
+
+
+async def concurrent(url: str) -> None:
+    """The async client: the same call, same events."""
+    print("== AsyncBackendApiClient (aiohttp) ==")
+    async with AsyncBackendApiClient(url, api_key="demo-key") as client:
+        async with client.create("scripted-1", MESSAGES, provider="ScriptedProvider") as stream:
+            async for event in stream:
+                show(event)
+
+
+def main() -> int:
+    with BackendApiTestServer() as server:
+        server.default_reply = scripted_reply()
+        print(f"test server at {server.url}\n> {QUESTION}\n")
+        blocking(server.url)
+        print()
+        asyncio.run(concurrent(server.url))
+        print(f"\nthe server answered {len(server.requests)} requests")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
