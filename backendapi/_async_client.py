@@ -14,6 +14,7 @@ import certifi
 
 from ._answer import Answer
 from ._base import (
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     ERROR_BODY_LIMIT,
     BaseClient,
@@ -70,6 +71,9 @@ class AsyncBackendApiClient(BaseClient):
         session: Optional[aiohttp.ClientSession] = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         upload_media: bool = False,
+        max_retries: int = 2,
+        proxy: Optional[str] = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__(
             base_url,
@@ -79,12 +83,16 @@ class AsyncBackendApiClient(BaseClient):
             timeout=timeout,
             max_event_size=max_event_size,
             upload_media=upload_media,
+            max_retries=max_retries,
+            proxy=proxy,
+            max_connections=max_connections,
         )
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidInputError(
                 f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
             )
         self._session = session
+        self._session_loop: Optional[asyncio.AbstractEventLoop] = None
         self._owns_session = session is None
         self._closed = False
 
@@ -147,6 +155,9 @@ class AsyncBackendApiClient(BaseClient):
     async def aclose(self) -> None:
         """Close the client's own session (a caller's session is left open)."""
         self._closed = True
+        if self._session_loop is not asyncio.get_running_loop():
+            self._drop_session()  # made on a loop that is gone: nothing there to await
+            return
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -163,47 +174,104 @@ class AsyncBackendApiClient(BaseClient):
         await self.aclose()
 
     async def _fetch(self, exchange: Exchange, *, json: bool) -> Any:
-        exchange.log_request()
-        request = exchange.request
+        exchange.start_clock(self.timeout.total)
+        response = await self._send(exchange)
         try:
-            async with self._get_session().request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-                timeout=self._client_timeout(),
-                **self._request_options(),
-            ) as response:
-                answer = (
-                    response.status,
-                    response.reason or "",
-                    await response.read(),
-                    response.headers.get("Location"),
-                )
+            answer = (
+                response.status,
+                response.reason or "",
+                await response.read(),
+                response.headers.get("Location"),
+            )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise _request_error(exchange, self.timeout, exc) from None
-        logger.debug("HTTP %d from %s", answer[0], request.url)
+        finally:
+            response.release()
         return exchange.json_result(*answer) if json else exchange.text_result(*answer)
 
-    def _client_timeout(self) -> aiohttp.ClientTimeout:
+    async def _send(self, exchange: Exchange) -> aiohttp.ClientResponse:
+        """Send the request, retrying as :attr:`retry` allows; return the answer's head."""
+        request = exchange.request
+        session = self._get_session()
+        options = self._request_options()
+        attempt = 0
+        while True:
+            exchange.log_request()
+            if exchange.expired():
+                raise exchange.total_timeout_error(self.timeout.total)
+            try:
+                response = await session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.body,
+                    allow_redirects=False,
+                    timeout=self._client_timeout(exchange.remaining()),
+                    **options,
+                )
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                delay = self.retry.error_delay(attempt) if _may_retry(exc) else None
+                if delay is None or not exchange.can_wait(delay):
+                    if exchange.expired():
+                        raise exchange.total_timeout_error(self.timeout.total) from None
+                    raise _request_error(exchange, self.timeout, exc) from None
+                exchange.log_retry(attempt, delay, str(exc) or type(exc).__name__)
+            else:
+                logger.debug("HTTP %d from %s", response.status, request.url)
+                delay = self.retry.status_delay(
+                    attempt, response.status, response.headers.get("Retry-After")
+                )
+                if delay is None or not exchange.can_wait(delay):
+                    return response
+                response.close()
+                exchange.log_retry(attempt, delay, f"HTTP {response.status}")
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _client_timeout(self, remaining: Optional[float] = None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
-            total=None, sock_connect=self.timeout.connect, sock_read=self.timeout.read
+            total=remaining, sock_connect=self.timeout.connect, sock_read=self.timeout.read
         )
 
     def _request_options(self) -> Dict[str, Any]:
-        """Per-request ``ssl``: only needed for a caller's session."""
-        if self._owns_session or self.ssl is True:
-            return {}
-        return {"ssl": self._ssl_context()}
+        options: Dict[str, Any] = {}
+        if self.proxy:
+            options["proxy"] = self.proxy
+        # The client's own connector carries the SSL setting; a caller's does not.
+        if not self._owns_session and self.ssl is not True:
+            options["ssl"] = self._ssl_context()
+        return options
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise BackendApiError("the client is closed")
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._owns_session and self._session_loop is not loop:
+            # A new event loop (asyncio.run called again, as scripts and notebooks do):
+            # the old session belongs to a loop that is gone and cannot be awaited.
+            self._drop_session()
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._ssl_context())
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl_context(), limit=self.max_connections, limit_per_host=0
+            )
             self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session_loop = loop
         return self._session
+
+    def _drop_session(self) -> None:
+        """Close the own session's connections without awaiting (no loop may be running)."""
+        session, self._session = self._session, None
+        if session is None or not self._owns_session or session.closed:
+            return
+        connector = session.connector
+        session.detach()
+        if connector is not None:
+            connector._close()  # closes every transport now; close() would need the loop
+
+    def __del__(self) -> None:
+        # An own session left open would leak its sockets and make aiohttp warn.
+        if self._session is not None and self._owns_session:
+            self._drop_session()
 
     def _ssl_context(self) -> Union[bool, ssl.SSLContext]:
         option = self.ssl
@@ -305,24 +373,9 @@ class AsyncStream(AsyncIterator[RawResponse]):
 
     async def _open(self) -> None:
         core = self._core
-        request = core.request
-        client = self._client
-        core.log_request()
-        session = client._get_session()
-        try:
-            response = await session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-                timeout=client._client_timeout(),
-                **client._request_options(),
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise _request_error(core, client.timeout, exc) from None
+        core.start_clock(self._client.timeout.total)
+        response = await self._client._send(core)
         self._response = response
-        logger.debug("HTTP %d from %s", response.status, request.url)
         if response.status >= 300:
             body = await self._read_head(ERROR_BODY_LIMIT)
             raise core.status_error(
@@ -353,6 +406,8 @@ class AsyncStream(AsyncIterator[RawResponse]):
                 url=url,
             ) from None
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+            if self._core.expired():
+                raise self._core.total_timeout_error(self._client.timeout.total) from None
             raise APITimeoutError(
                 f"no data from {url} within the read timeout of {self._client.timeout.read} s",
                 url=url,
@@ -397,12 +452,24 @@ class AsyncStream(AsyncIterator[RawResponse]):
         self._core.log_end(outcome)
 
 
+def _may_retry(exc: BaseException) -> bool:
+    """True for failures before any answer: could not connect, or dropped unanswered."""
+    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
+        return False  # a certificate problem does not go away by asking again
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return "connect" in str(exc).lower()  # a read timeout: the server may be working
+    return isinstance(
+        exc,
+        (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError),
+    )
+
+
 def _request_error(exchange: Exchange, timeout: Timeout, exc: BaseException) -> APIConnectionError:
     """Map a failure to send a request (or read a plain answer) to the SDK's errors."""
     url = exchange.request.url
     reason = exchange.redact(str(exc) or type(exc).__name__)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        return exchange.tls_error(str(exc))
     if isinstance(exc, aiohttp.ServerTimeoutError) and "read" in str(exc).lower():
         return APITimeoutError(
             f"no answer from {url} within the read timeout of {timeout.read} s", url=url

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import ssl
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, List, Mapping, Optional, Tuple, Union
@@ -19,7 +20,9 @@ from urllib.parse import quote
 from ._answer import Answer
 from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder
 from ._errors import (
+    APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BackendApiError,
     DecodeError,
@@ -41,8 +44,9 @@ from ._request import (
     normalize_base_url,
     validate_headers,
 )
+from ._retry import RetryPolicy
 
-__all__ = ["DEFAULT_TIMEOUT", "SSLOption", "Timeout"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "SSLOption", "Timeout"]
 
 logger = logging.getLogger("backendapi")
 
@@ -61,15 +65,17 @@ class Timeout:
     """Timeouts in seconds; ``None`` disables one.
 
     ``connect`` bounds establishing the connection; ``read`` bounds the
-    silence between two pieces of data from the server. Reasoning models can
-    think silently for minutes, so the default read timeout is generous.
+    silence between two pieces of data from the server (reasoning models can
+    think silently for minutes, so the default is generous); ``total``, off
+    by default, bounds a whole call, retries and streaming included.
     """
 
     connect: Optional[float] = 10.0
     read: Optional[float] = 600.0
+    total: Optional[float] = None
 
     def __post_init__(self) -> None:
-        for name in ("connect", "read"):
+        for name in ("connect", "read", "total"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -83,7 +89,11 @@ class Timeout:
 
 
 DEFAULT_TIMEOUT = Timeout()
-"""Connect within 10 s; up to 600 s of silence while streaming."""
+"""Connect within 10 s; up to 600 s of silence while streaming; no total limit."""
+DEFAULT_MAX_CONNECTIONS = 1000
+"""Connections one client opens at once. A stream holds its connection for as
+long as it lasts, so aiohttp's default of 100 would silently queue the 101st
+concurrent stream."""
 
 
 def coerce_timeout(timeout: Union[Timeout, float, None]) -> Timeout:
@@ -140,6 +150,9 @@ class BaseClient:
         timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         upload_media: bool = False,
+        max_retries: int = 2,
+        proxy: Optional[str] = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -170,6 +183,22 @@ class BaseClient:
             )
         self.upload_media = upload_media
         """Send local media as multipart file parts instead of base64 data: URIs."""
+        self.retry = RetryPolicy(max_retries=max_retries)
+        """The :class:`RetryPolicy` in force."""
+        if proxy is not None:
+            proxy = normalize_base_url(proxy) if isinstance(proxy, str) else proxy
+            if not isinstance(proxy, str):
+                raise InvalidInputError(f"proxy must be a URL str, not {type(proxy).__name__}")
+        self.proxy = proxy
+        """An explicit proxy URL; without one, HTTP(S)_PROXY and NO_PROXY apply."""
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidInputError(
+                f"max_connections must be an int, not {type(max_connections).__name__}"
+            )
+        if max_connections < 1:
+            raise InvalidInputError(f"max_connections must be >= 1, got {max_connections}")
+        self.max_connections = max_connections
+        """How many connections the client's own session may open at once."""
 
     def __repr__(self) -> str:
         key = "***" if self._api_key else None
@@ -234,6 +263,57 @@ class Exchange:
     def __init__(self, request: PreparedRequest, secrets: Tuple[str, ...] = ()) -> None:
         self.request = request
         self.secrets = secrets
+        self.deadline: Optional[float] = None
+        """When the total timeout expires (``time.monotonic()``), if one is set."""
+
+    def start_clock(self, total: Optional[float]) -> None:
+        """Start counting the total timeout, if any."""
+        if total is not None and self.deadline is None:
+            self.deadline = time.monotonic() + total
+
+    def remaining(self) -> Optional[float]:
+        """Seconds left before the total timeout, or None without one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def expired(self) -> bool:
+        """True once the total timeout has run out."""
+        left = self.remaining()
+        return left is not None and left <= 0
+
+    def can_wait(self, delay: float) -> bool:
+        """True if waiting ``delay`` seconds leaves time before the total timeout."""
+        left = self.remaining()
+        return left is None or delay < left
+
+    def total_timeout_error(self, total: Optional[float]) -> APITimeoutError:
+        """The error for an expired total timeout."""
+        url = self.request.url
+        return APITimeoutError(
+            f"{url} did not finish within the total timeout of {total} s", url=url
+        )
+
+    def tls_error(self, reason: str) -> APIConnectionError:
+        """The error for a failed TLS handshake, saying plainly when it was the certificate."""
+        url = self.request.url
+        reason = self.redact(reason)
+        if "certificate verify failed" in reason.lower() or "CERTIFICATE_VERIFY" in reason:
+            return APIConnectionError(
+                f"TLS certificate verification failed for {url} (pass ssl=<CA bundle path> "
+                f"to trust its issuer): {reason}",
+                url=url,
+            )
+        return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
+
+    def log_retry(self, attempt: int, delay: float, why: str) -> None:
+        """Log a retry at INFO: which call, why, which attempt, after how long."""
+        logger.info(
+            "retrying %s %s in %.2f s (retry %d) after: %s",
+            self.request.method,
+            self.request.url,
+            delay,
+            attempt + 1,
+            self.redact(why),
+        )
 
     def redact(self, text: str) -> str:
         """Replace the api key wherever it occurs in ``text``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from types import TracebackType
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Type, Union
 
@@ -14,6 +15,7 @@ from requests.adapters import HTTPAdapter
 
 from ._answer import Answer
 from ._base import (
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     ERROR_BODY_LIMIT,
     READ_SIZE,
@@ -68,6 +70,12 @@ class BackendApiClient(BaseClient):
     * ``max_event_size``: largest event in bytes (default 64 MiB).
     * ``upload_media``: send local media as multipart file parts (raw bytes)
       instead of base64 ``data:`` URIs, a third fewer bytes on the wire.
+    * ``max_retries``: retries of a request that failed before any of its
+      answer was read (see :class:`RetryPolicy`); 0 disables.
+    * ``proxy``: a proxy URL for every request; without it ``HTTP_PROXY``,
+      ``HTTPS_PROXY`` and ``NO_PROXY`` apply.
+    * ``max_connections``: connections the client's own session keeps open at
+      once (default 1000).
 
     One client may be shared by several threads. Redirects are not followed:
     the conversation body carries the api key, and a redirect must not carry
@@ -85,6 +93,9 @@ class BackendApiClient(BaseClient):
         session: Optional[requests.Session] = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         upload_media: bool = False,
+        max_retries: int = 2,
+        proxy: Optional[str] = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         super().__init__(
             base_url,
@@ -94,6 +105,9 @@ class BackendApiClient(BaseClient):
             timeout=timeout,
             max_event_size=max_event_size,
             upload_media=upload_media,
+            max_retries=max_retries,
+            proxy=proxy,
+            max_connections=max_connections,
         )
         if session is not None and not isinstance(session, requests.Session):
             raise InvalidInputError(
@@ -189,18 +203,9 @@ class BackendApiClient(BaseClient):
         self.close()
 
     def _fetch(self, exchange: Exchange, *, json: bool) -> Any:
-        exchange.log_request()
-        request = exchange.request
+        exchange.start_clock(self.timeout.total)
         try:
-            with self._get_session().request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-                timeout=(self.timeout.connect, self.timeout.read),
-                verify=self._verify(),
-            ) as response:
+            with self._send(exchange, stream=False) as response:
                 answer = (
                     response.status_code,
                     response.reason or "",
@@ -209,8 +214,53 @@ class BackendApiClient(BaseClient):
                 )
         except requests.RequestException as exc:
             raise _request_error(exchange, self.timeout, exc) from None
-        logger.debug("HTTP %d from %s", answer[0], request.url)
         return exchange.json_result(*answer) if json else exchange.text_result(*answer)
+
+    def _send(self, exchange: Exchange, *, stream: bool) -> requests.Response:
+        """Send the request, retrying as :attr:`retry` allows; return the answer's head."""
+        request = exchange.request
+        session = self._get_session()
+        timeout = self.timeout
+        proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
+        attempt = 0
+        while True:
+            exchange.log_request()
+            if exchange.expired():
+                raise exchange.total_timeout_error(timeout.total)
+            remaining = exchange.remaining()
+            try:
+                response = session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.body,
+                    stream=stream,
+                    allow_redirects=False,
+                    timeout=(
+                        _at_most(timeout.connect, remaining),
+                        _at_most(timeout.read, remaining),
+                    ),
+                    verify=self._verify(),
+                    proxies=proxies,
+                )
+            except requests.RequestException as exc:
+                delay = self.retry.error_delay(attempt) if _may_retry(exc) else None
+                if delay is None or not exchange.can_wait(delay):
+                    if exchange.expired():
+                        raise exchange.total_timeout_error(timeout.total) from None
+                    raise _request_error(exchange, timeout, exc) from None
+                exchange.log_retry(attempt, delay, _innermost(exc))
+            else:
+                logger.debug("HTTP %d from %s", response.status_code, request.url)
+                delay = self.retry.status_delay(
+                    attempt, response.status_code, response.headers.get("Retry-After")
+                )
+                if delay is None or not exchange.can_wait(delay):
+                    return response
+                response.close()
+                exchange.log_retry(attempt, delay, f"HTTP {response.status_code}")
+            time.sleep(delay)
+            attempt += 1
 
     def _verify(self) -> Union[bool, str, None]:
         """requests' ``verify``: None leaves the session's own setting in force."""
@@ -222,22 +272,27 @@ class BackendApiClient(BaseClient):
                 raise BackendApiError("the client is closed")
             if self._session is None:
                 session = requests.Session()
-                if isinstance(self.ssl, SSLContextType):
-                    adapter = _ContextAdapter(self.ssl)
-                    session.mount("https://", adapter)
+                context = self.ssl if isinstance(self.ssl, SSLContextType) else None
+                for prefix in ("http://", "https://"):
+                    session.mount(prefix, _Adapter(self.max_connections, context))
                 self._session = session
             return self._session
 
 
-class _ContextAdapter(HTTPAdapter):
-    """An adapter whose connections use one given SSLContext."""
+class _Adapter(HTTPAdapter):
+    """requests' adapter, with room for ``max_connections`` and an optional SSLContext.
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    urllib3 keeps 10 connections per host by default and discards (with a
+    warning) the ones beyond, which many threads sharing a client would hit.
+    """
+
+    def __init__(self, max_connections: int, context: Optional[ssl.SSLContext]) -> None:
         self._context = context
-        super().__init__()
+        super().__init__(pool_maxsize=max_connections)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
 
 
@@ -333,26 +388,10 @@ class Stream(Iterator[RawResponse]):
 
     def _open(self) -> None:
         core = self._core
-        request = core.request
         client = self._client
-        core.log_request()
-        session = client._get_session()
-        timeout = client.timeout
-        try:
-            response = session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body,
-                stream=True,
-                allow_redirects=False,
-                timeout=(timeout.connect, timeout.read),
-                verify=client._verify(),
-            )
-        except requests.RequestException as exc:
-            raise _request_error(core, timeout, exc) from None
+        core.start_clock(client.timeout.total)
+        response = client._send(core, stream=True)
         self._response = response
-        logger.debug("HTTP %d from %s", response.status_code, request.url)
         if response.status_code >= 300:
             body = self._read_head(ERROR_BODY_LIMIT)
             raise core.status_error(
@@ -367,6 +406,17 @@ class Stream(Iterator[RawResponse]):
 
     def _read(self) -> bytes:
         assert self._response is not None
+        core = self._core
+        timeout = self._client.timeout
+        remaining = core.remaining()
+        if remaining is not None:
+            if core.expired():
+                raise core.total_timeout_error(timeout.total)
+            # The read timeout is the socket's; shorten it to what the total leaves.
+            connection = self._response.raw.connection
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(_at_most(timeout.read, remaining))
         # read1() returns whatever bytes have arrived, at most READ_SIZE, so an
         # event is handed out as soon as its last byte is here. iter_lines() and
         # iter_content() would instead wait for a full read size on a
@@ -374,6 +424,8 @@ class Stream(Iterator[RawResponse]):
         try:
             data = self._response.raw.read1(READ_SIZE, decode_content=True)
         except urllib3.exceptions.ReadTimeoutError:
+            if core.expired():
+                raise core.total_timeout_error(timeout.total) from None
             raise APITimeoutError(
                 f"no data from {self._core.request.url} within the read timeout "
                 f"of {self._client.timeout.read} s",
@@ -445,10 +497,27 @@ def _request_error(
             f"no answer from {url} within the read timeout of {timeout.read} s", url=url
         )
     if isinstance(exc, requests.exceptions.SSLError):
-        return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
+        return exchange.tls_error(_innermost(exc))
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError,)):
         return IncompleteStreamError(f"the answer from {url} was cut short: {reason}", url=url)
     return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
+
+
+def _may_retry(exc: requests.RequestException) -> bool:
+    """True for failures before any answer: could not connect, or dropped unanswered."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a certificate problem does not go away by asking again
+    return isinstance(exc, requests.ConnectionError) and not isinstance(
+        exc, (requests.exceptions.ChunkedEncodingError, requests.ReadTimeout)
+    )
+
+
+def _at_most(timeout: Optional[float], remaining: Optional[float]) -> Optional[float]:
+    """The smaller of a timeout and the time left, either of which may be None."""
+    if remaining is None:
+        return timeout
+    remaining = max(remaining, 0.001)
+    return remaining if timeout is None else min(timeout, remaining)
 
 
 def _innermost(exc: BaseException) -> str:
