@@ -339,13 +339,21 @@ class Exchange:
         with contextlib.suppress(ValueError):
             parsed = json.loads(body)
         server_message = _server_message(parsed)
-        shown: Any = parsed
+        shown: Any = self.redact_json(parsed)
         if server_message is None:
             text = body.decode("utf-8", "replace")
             shown = self.redact(text[:2000])
             server_message = " ".join(text.split())[:300] or "(empty body)"
         message = self.redact(f"HTTP {status} {reason} from {url}: {server_message}")
         return APIStatusError(message, status_code=status, body=shown, url=url)
+
+    def redact_json(self, value: Any) -> Any:
+        """``value`` (decoded JSON) with the api key replaced wherever it occurs."""
+        if not self.secrets:
+            return value
+        text = json.dumps(value)
+        redacted = self.redact(text)
+        return value if redacted == text else json.loads(redacted)
 
     def json_result(self, status: int, reason: str, body: bytes, location: Optional[str]) -> Any:
         """The decoded JSON of a plain (non-streaming) answer, or the error it means."""
@@ -421,6 +429,9 @@ class StreamCore(Exchange):
         fatal ``error`` or ``auth`` event, after all earlier events were popped.
         """
         if not self._pending:
+            if self._decoder.error_pending:
+                self.finished = True
+                self._decoder.feed(b"")  # raises the decode error held behind the events
             return None
         event = self._pending.popleft()
         kind = event.type
@@ -447,7 +458,7 @@ class StreamCore(Exchange):
             message = str(name) if name else json.dumps(event.get_dict())[:500]
         text = self.redact(f"server reported {event.type}: {message}")
         cls = AuthenticationError if event.type == "auth" else StreamError
-        return cls(text, event=event)
+        return cls(text, event=RawResponse(self.redact_json(event.get_dict())))
 
     @staticmethod
     def is_not_a_stream(content_type: str) -> bool:

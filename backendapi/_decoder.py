@@ -89,26 +89,53 @@ class EventDecoder:
         self._event_name: Optional[str] = None
         self._done = False
         self._closed = False
+        # A decode error found after other events of the same feed() waits here,
+        # so those events are still handed out first, whatever way TCP cut the bytes.
+        self._error: Optional[DecodeError] = None
 
     @property
     def done(self) -> bool:
         """True once ``data: [DONE]`` ended the stream; later bytes are ignored."""
         return self._done
 
+    @property
+    def error_pending(self) -> bool:
+        """True when a decode error waits behind the events last returned.
+
+        :meth:`feed` hands out the events completed before a bad line first;
+        the next call to :meth:`feed` (even with ``b""``) or :meth:`close`
+        raises the error.
+        """
+        return self._error is not None
+
     def feed(self, data: Bytes) -> List[RawResponse]:
-        """Add bytes from the network; return the events they complete, in order."""
+        """Add bytes from the network; return the events they complete, in order.
+
+        Raises :class:`DecodeError` for bad bytes, but only once the events
+        completed before them were returned (see :attr:`error_pending`).
+        """
         if self._closed:
             raise RuntimeError("EventDecoder.feed() called after close()")
+        self._raise_held_error()
         if self._done or not data:
             return []
         self.bytes_fed += len(data)
+        events: List[RawResponse] = []
+        try:
+            self._feed(data, events)
+        except DecodeError as exc:
+            if not events:
+                raise
+            self._error = exc
+        return events
+
+    def _feed(self, data: Bytes, events: List[RawResponse]) -> None:
         buf = self._buf
         if self._skip_lf:
             self._skip_lf = False
             if data[0] == _LF:
                 data = data[1:]
         buf += data
-        events: List[RawResponse] = []
         end = len(buf)
         start = 0
         scan = self._scanned
@@ -136,13 +163,18 @@ class EventDecoder:
             if self._done:
                 self._buf = bytearray()
                 self._scanned = 0
-                return events
+                return
         if start:
             del buf[:start]
         self._scanned = len(buf)
         if len(buf) + self._data_size > self.max_event_size:
             self._too_large(len(buf))
-        return events
+
+    def _raise_held_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            self._done = True  # nothing after a bad line can be trusted
+            raise error
 
     def close(self) -> List[RawResponse]:
         """Signal the end of the stream; return any last event.
@@ -154,6 +186,7 @@ class EventDecoder:
         if self._closed:
             return []
         self._closed = True
+        self._raise_held_error()
         events: List[RawResponse] = []
         if self._done:
             return events
