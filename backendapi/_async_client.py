@@ -35,6 +35,7 @@ from ._errors import (
 from ._events import RawResponse
 from ._media import MediaInput
 from ._request import Messages
+from ._retry import RetryPolicy
 
 __all__ = ["AsyncBackendApiClient", "AsyncStream"]
 
@@ -71,7 +72,7 @@ class AsyncBackendApiClient(BaseClient):
         session: Optional[aiohttp.ClientSession] = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         upload_media: bool = False,
-        max_retries: int = 2,
+        max_retries: Union[int, RetryPolicy] = 2,
         proxy: Optional[str] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:

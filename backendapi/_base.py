@@ -150,7 +150,7 @@ class BaseClient:
         timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         upload_media: bool = False,
-        max_retries: int = 2,
+        max_retries: Union[int, RetryPolicy] = 2,
         proxy: Optional[str] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
@@ -183,7 +183,11 @@ class BaseClient:
             )
         self.upload_media = upload_media
         """Send local media as multipart file parts instead of base64 data: URIs."""
-        self.retry = RetryPolicy(max_retries=max_retries)
+        self.retry = (
+            max_retries
+            if isinstance(max_retries, RetryPolicy)
+            else RetryPolicy(max_retries=max_retries)
+        )
         """The :class:`RetryPolicy` in force."""
         if proxy is not None:
             proxy = normalize_base_url(proxy) if isinstance(proxy, str) else proxy

@@ -37,6 +37,7 @@ from ._errors import (
 from ._events import RawResponse
 from ._media import MediaInput
 from ._request import Messages
+from ._retry import RetryPolicy
 
 __all__ = ["BackendApiClient", "Stream"]
 
@@ -71,7 +72,8 @@ class BackendApiClient(BaseClient):
     * ``upload_media``: send local media as multipart file parts (raw bytes)
       instead of base64 ``data:`` URIs, a third fewer bytes on the wire.
     * ``max_retries``: retries of a request that failed before any of its
-      answer was read (see :class:`RetryPolicy`); 0 disables.
+      answer was read; 0 disables; a :class:`RetryPolicy` also sets the
+      backoff.
     * ``proxy``: a proxy URL for every request; without it ``HTTP_PROXY``,
       ``HTTPS_PROXY`` and ``NO_PROXY`` apply.
     * ``max_connections``: connections the client's own session keeps open at
@@ -93,7 +95,7 @@ class BackendApiClient(BaseClient):
         session: Optional[requests.Session] = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         upload_media: bool = False,
-        max_retries: int = 2,
+        max_retries: Union[int, RetryPolicy] = 2,
         proxy: Optional[str] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
