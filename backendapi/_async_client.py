@@ -271,7 +271,8 @@ class AsyncBackendApiClient(BaseClient):
 
     def __del__(self) -> None:
         # An own session left open would leak its sockets and make aiohttp warn.
-        if self._session is not None and self._owns_session:
+        # getattr: a constructor that raised leaves a half-built object behind.
+        if getattr(self, "_session", None) is not None and self._owns_session:
             self._drop_session()
 
     def _ssl_context(self) -> Union[bool, ssl.SSLContext]:

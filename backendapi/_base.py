@@ -448,8 +448,13 @@ class StreamCore(Exchange):
         return event
 
     def end(self, outcome: str) -> None:
-        """Note that the stream ended (``"completed"``, ``"closed"``, ``"failed"``...)."""
+        """Note that the stream ended (``"completed"``, ``"closed"``, ``"failed"``...).
+
+        Events decoded but not yet taken are dropped: nothing comes out of a
+        stream after it was closed.
+        """
         self.finished = True
+        self._pending.clear()
         if outcome == "completed":
             callbacks, self.on_complete = self.on_complete, []
             for callback in callbacks:

@@ -167,8 +167,12 @@ class EventDecoder:
         if start:
             del buf[:start]
         self._scanned = len(buf)
-        if len(buf) + self._data_size > self.max_event_size:
-            self._too_large(len(buf))
+        if len(buf) > self.max_event_size - self._data_size:
+            # The unterminated line may already hold more than one event may.
+            partial = len(buf)
+            if buf.startswith(b"data:"):
+                partial -= 6 if buf[5:6] == b" " else 5
+            self._check_size(self._joined_size(partial))
 
     def _raise_held_error(self) -> None:
         error, self._error = self._error, None
@@ -237,9 +241,10 @@ class EventDecoder:
             name = bytes(line[:colon])
             value = bytes(line[colon + 2 if line[colon + 1 : colon + 2] == b" " else colon + 1 :])
         if name == b"data":
-            self._check_size(len(value) + 1)
+            size = self._joined_size(len(value))
+            self._check_size(size)
             self._data.append(value)
-            self._data_size += len(value) + 1
+            self._data_size = size
         elif name == b"event":
             self._event_name = self._text(value, line)
         elif name == b"id":
@@ -281,15 +286,17 @@ class EventDecoder:
         except UnicodeDecodeError:
             raise DecodeError(f"SSE field is not valid UTF-8: {excerpt(line)}") from None
 
-    def _check_size(self, size: int) -> None:
-        if size + self._data_size > self.max_event_size:
-            self._too_large(size)
+    def _joined_size(self, value_size: int) -> int:
+        """The pending SSE event's payload size once one more data value is added."""
+        return self._data_size + (1 if self._data else 0) + value_size
 
-    def _too_large(self, size: int) -> None:
-        raise EventTooLargeError(
-            f"event exceeds max_event_size of {self.max_event_size} bytes "
-            f"(at least {size + self._data_size} bytes received)"
-        )
+    def _check_size(self, size: int) -> None:
+        """``size``: bytes of one event's payload (a JSON line, or joined data lines)."""
+        if size > self.max_event_size:
+            raise EventTooLargeError(
+                f"event exceeds max_event_size of {self.max_event_size} bytes "
+                f"(at least {size} bytes received)"
+            )
 
 
 def decode(data: Bytes, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> List[RawResponse]:

@@ -41,14 +41,21 @@ EXCERPT_LENGTH = 120
 
 
 def excerpt(data: bytes | bytearray | str, limit: int = EXCERPT_LENGTH) -> str:
-    """Return a short, printable quotation of ``data`` for an error message."""
+    """Return a short, printable quotation of ``data`` for an error message.
+
+    The quotation stays under about ``limit`` characters however long ``data``
+    is, escapes included (a line of control bytes quadruples in ``repr``).
+    """
     if isinstance(data, (bytes, bytearray)):
         text = bytes(data[: limit * 4]).decode("utf-8", "backslashreplace")
     else:
-        text = data
-    if len(text) > limit:
-        return repr(text[:limit]) + f"... ({len(data)} {_unit(data)} in all)"
-    return repr(text)
+        text = data[: limit * 4]
+    quoted = repr(text[:limit])
+    if len(quoted) > limit + 2:  # + 2: the quotes
+        quoted = quoted[:limit] + quoted[0]
+    elif len(text) <= limit and len(data) <= limit * 4:
+        return quoted
+    return quoted + f"... ({len(data)} {_unit(data)} in all)"
 
 
 def _unit(data: bytes | bytearray | str) -> str:
