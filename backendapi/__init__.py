@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._answer import Answer
 from ._base import DEFAULT_TIMEOUT, Timeout
+from ._chat import AsyncChat, Chat
 from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
 from ._errors import (
     APIConnectionError,
@@ -32,6 +33,7 @@ from ._errors import (
 from ._events import RawResponse
 from ._provider import BackendApi
 from ._request import PreparedRequest
+from ._retry import RETRY_STATUSES, RetryPolicy
 from ._sync_client import BackendApiClient, Stream
 from ._version import __version__
 
@@ -46,18 +48,22 @@ __all__ = [
     "APITimeoutError",
     "Answer",
     "AsyncBackendApiClient",
+    "AsyncChat",
     "AsyncStream",
     "AuthenticationError",
     "BackendApi",
     "BackendApiClient",
     "BackendApiError",
+    "Chat",
     "DecodeError",
     "EventDecoder",
     "EventTooLargeError",
     "IncompleteStreamError",
     "InvalidInputError",
     "PreparedRequest",
+    "RETRY_STATUSES",
     "RawResponse",
+    "RetryPolicy",
     "Stream",
     "StreamError",
     "Timeout",

@@ -13,7 +13,12 @@ but with scripted replies, so code using this SDK can be tested against real HTT
 A reply is a list of events plus transport behaviour: SSE or NDJSON framing; chunked,
 close-delimited or Content-Length bodies; pauses, points where the test decides when the
 stream goes on (`Wait`), a stall until the client gives up (`Hold`), and a connection torn
-down mid-body (`Cut`). Every request is recorded as a `RecordedRequest`.
+down mid-body (`Cut`). Every request is recorded as a `RecordedRequest`, multipart uploads
+included (`RecordedRequest.files`, `RecordedRequest.form`).
+
+The other endpoints a Backend API server has answer too: ``version``, ``models``,
+``models/<provider>``, ``providers``, ``create`` (plain text, see `create_text_reply`) and
+``files/<bucket_id>`` (multipart uploads).
 
 With pytest, enable the ``backendapi_server`` fixture in your ``conftest.py``::
 
@@ -33,15 +38,21 @@ pytest is only needed for the fixture; the rest of the module works without it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import mimetypes
 import re
+import socket
+import ssl
+import struct
 import threading
+import zlib
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
+from email.message import Message
+from email.parser import HeaderParser
 from typing import Any, final
 
 from aiohttp import web
@@ -55,6 +66,7 @@ __all__ = [
     "Pause",
     "RecordedRequest",
     "Reply",
+    "UploadedFile",
     "Wait",
 ]
 
@@ -62,6 +74,8 @@ __all__ = [
 STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 _CONVERSATION_PATH = "/backend-api/v2/conversation"
+_CREATE_CONTENT_TYPE = "text/plain; charset=utf-8"
+_MEDIA_TYPES = ("image/", "audio/", "video/")
 _VERSION = "8.8.6"
 _PROVIDER = "ScriptedProvider"
 _MODEL = "scripted-1"
@@ -134,6 +148,15 @@ class Reply:
         headers: extra response headers.
         write_size: when set, each item's bytes are written in pieces of at most this size,
             to exercise the client's reassembly of events split across reads.
+        gzip: send the body gzip-compressed, with ``Content-Encoding: gzip``, as some
+            servers and proxies do. The compressor is flushed (``Z_SYNC_FLUSH``) after each
+            item, so every event can be decompressed as soon as it arrives; the gzip trailer
+            follows the last item (not after a `Cut`). `write_size` then cuts the compressed
+            bytes.
+        reset: abort the connection with a TCP reset as soon as the request has been read,
+            before a single byte of the answer (not even the status line) is sent, the way
+            a crashing server or a load balancer dropping a connection does. The request is
+            still recorded; every other attribute is ignored.
     """
 
     events: Sequence[Mapping[str, Any] | bytes | Pause | Wait | Hold | Cut] = ()
@@ -144,6 +167,8 @@ class Reply:
     content_type: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     write_size: int | None = None
+    gzip: bool = False
+    reset: bool = False
 
     def __post_init__(self) -> None:
         if self.framing not in _FRAMINGS:
@@ -220,11 +245,52 @@ class Reply:
         event_line = "" if event_type is None else f"event: {event_type}\n"
         return f"{event_line}data: {data}\n\n".encode()
 
-    def _pieces(self, item: Mapping[str, Any] | bytes) -> Iterator[bytes]:
+    def _pieces(
+        self, item: Mapping[str, Any] | bytes, gzip: _GzipStream | None = None
+    ) -> Iterator[bytes]:
         data = self._encode(item)
+        if gzip is not None:
+            data = gzip.compress(data)
         size = self.write_size or len(data) or 1
         for start in range(0, len(data), size):
             yield data[start : start + size]
+
+
+class _GzipStream:
+    """The gzip encoder of one reply body (`Reply.gzip`).
+
+    Each item is compressed and flushed with ``Z_SYNC_FLUSH``, so the bytes sent so far
+    always decompress to every item sent so far: a client that decompresses as it reads
+    gets each event on arrival, not at the end of the body.
+    """
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(wbits=31)  # 31: gzip header and trailer
+
+    def compress(self, data: bytes) -> bytes:
+        """The compressed bytes of `data`, flushed so that they decode on their own."""
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        """The end of the gzip stream: the last block and the trailer (CRC, length)."""
+        return self._compressor.flush(zlib.Z_FINISH)
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """One file part of a ``multipart/form-data`` request, exactly as it arrived.
+
+    Attributes:
+        name: the form field's name (``files`` for the uploads g4f reads).
+        filename: the part's ``filename`` parameter ("" when it has none).
+        content_type: the part's Content-Type header as sent ("" when it has none).
+        data: the part's bytes, unchanged.
+    """
+
+    name: str
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
 
 
 @dataclass
@@ -243,6 +309,9 @@ class RecordedRequest:
         disconnected: set when the client closed the connection while the reply was still
             being sent (during a `Pause`, `Wait` or `Hold`, or when a write failed).
         finished: set when the server is done with the request, for whatever reason.
+        form: for a multipart/form-data body, its fields that are no files, as
+            ``{name: [values in order]}`` (``json``, ``media_url``...); else empty.
+        files: for a multipart/form-data body, its file parts in order; else empty.
     """
 
     method: str
@@ -253,6 +322,13 @@ class RecordedRequest:
     json: Any
     disconnected: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
+    form: dict[str, list[str]] = field(default_factory=dict)
+    files: list[UploadedFile] = field(default_factory=list)
+
+    @property
+    def media_urls(self) -> list[str]:
+        """The ``media_url`` fields of a multipart conversation request, in order."""
+        return list(self.form.get("media_url", []))
 
 
 class _CloseDelimitedResponse(web.StreamResponse):
@@ -275,19 +351,72 @@ def _parse_json(data: bytes) -> Any:
         return None
 
 
-def _parse_body(content_type: str, body: bytes) -> Any:
+def _parse_multipart(
+    content_type: str, body: bytes
+) -> tuple[dict[str, list[str]], list[UploadedFile]]:
+    """The fields and file parts of a ``multipart/form-data`` body; empty if it is none.
+
+    aiohttp parses multipart only from the unread request stream, and the raw body has been
+    read already to record it. The body is split at its boundary by hand, so every part's
+    bytes stay exactly as sent; only each part's headers go through the stdlib parser.
+    """
+    form: dict[str, list[str]] = {}
+    files: list[UploadedFile] = []
+    header = Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_boundary()
+    if header.get_content_type() != "multipart/form-data" or not boundary:
+        return form, files
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    # The first delimiter may open the body; a CRLF in front makes it look like the others.
+    pieces = (b"\r\n" + body).split(delimiter)
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):
+            break  # the closing delimiter
+        line_end = piece.find(b"\r\n")  # after optional whitespace ("transport padding")
+        if line_end < 0:
+            continue
+        piece = piece[line_end + 2 :]
+        if piece.startswith(b"\r\n"):
+            head, content = b"", piece[2:]
+        else:
+            head, found, content = piece.partition(b"\r\n\r\n")
+            if not found:
+                continue
+        headers = HeaderParser(policy=policy.HTTP).parsestr(head.decode("utf-8", "replace"))
+        name = headers.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        filename = headers.get_filename()
+        if filename is not None:
+            content_type_value = headers.get("Content-Type")
+            part_type = "" if content_type_value is None else str(content_type_value)
+            files.append(UploadedFile(name, filename, part_type, content))
+        else:
+            charset = headers.get_content_charset() or "utf-8"
+            try:
+                value = content.decode(charset, "replace")
+            except LookupError:
+                value = content.decode("utf-8", "replace")
+            form.setdefault(name, []).append(value)
+    return form, files
+
+
+def _parse_body(content_type: str, body: bytes, form: Mapping[str, Sequence[str]]) -> Any:
     """The JSON document a conversation request carries, or None."""
     if not content_type.lower().startswith("multipart/form-data"):
         return _parse_json(body)
-    # aiohttp parses multipart only from the unread request stream, and the raw body has been
-    # read already to record it; the stdlib MIME parser reads form-data from bytes.
-    header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
-    message = BytesParser(EmailMessage, policy=policy.HTTP).parsebytes(header + body)
-    for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "json":
-            payload = part.get_payload(decode=True)
-            return _parse_json(payload) if isinstance(payload, bytes) else None
-    return None
+    values = form.get("json")
+    return _parse_json(values[0].encode("utf-8")) if values else None
+
+
+def _is_media(upload: UploadedFile) -> bool:
+    """True for an image, audio or video file, by its Content-Type or else its name."""
+    content_type = upload.content_type.lower()
+    if content_type.startswith(_MEDIA_TYPES):
+        return True
+    guessed, _ = mimetypes.guess_type(upload.filename)
+    return bool(guessed and guessed.startswith(_MEDIA_TYPES))
 
 
 def _json_error(status: int, message: str) -> web.Response:
@@ -307,10 +436,9 @@ async def _wait_for_event(event: threading.Event) -> None:
 
     def wait_then_release() -> None:
         event.wait()
-        try:
+        # RuntimeError: the loop is closed, the server stopped first.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(release)
-        except RuntimeError:  # the loop is closed: the server stopped first
-            pass
 
     # A daemon thread rather than the loop's executor: an event the test never sets would
     # otherwise keep a worker thread busy that loop and interpreter shutdown both wait for.
@@ -329,6 +457,22 @@ async def _cut(request: web.BaseRequest) -> None:
     transport.abort()
 
 
+async def _reset(request: web.BaseRequest) -> None:
+    """Abort the connection with a TCP reset, then wait like `Hold` until cancelled.
+
+    A zero ``SO_LINGER`` timeout makes closing the socket send RST instead of FIN, and
+    discard anything not yet sent. aiohttp cancels the handler once it notices the lost
+    connection (or `BackendApiTestServer.stop` does).
+    """
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    await asyncio.get_running_loop().create_future()
+
+
 async def _act(request: web.BaseRequest, action: Pause | Wait | Hold | Cut) -> None:
     if isinstance(action, Pause):
         await asyncio.sleep(action.seconds)
@@ -341,15 +485,64 @@ async def _act(request: web.BaseRequest, action: Pause | Wait | Hold | Cut) -> N
         await _cut(request)
 
 
+class _CountingSite(web.BaseSite):
+    """A TCP site like `web.TCPSite` (on an ephemeral port) that counts accepted connections.
+
+    asyncio calls a server's protocol factory once per accepted connection; this site hands
+    `loop.create_server` the runner's factory wrapped so that each call is reported to
+    `on_connection` first.
+    """
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        on_connection: Callable[[], None],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._on_connection = on_connection
+
+    @property
+    def name(self) -> str:
+        """The site's URL, as aiohttp names its sites."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{host}"
+
+    async def start(self) -> None:
+        """Register the site with its runner and start listening."""
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        on_connection = self._on_connection
+
+        def accept() -> asyncio.BaseProtocol:
+            on_connection()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(
+            accept, self._host, 0, ssl=self._ssl_context
+        )
+
+
 @final
 class BackendApiTestServer:
     """A Backend API server on loopback, running its own event loop in a background thread.
 
     Conversation requests get the queued replies in order (see `reply`), then
-    `default_reply`. ``GET /backend-api/v2/version``, ``/models`` and ``/providers`` answer
-    like g4f 8.8.6 with one provider, ``ScriptedProvider``, serving one model,
-    ``scripted-1``. Any other path gets 404. Every request is recorded (see `requests`).
-    Conversation requests rejected with 400 or 404 leave the queued replies alone.
+    `default_reply`. ``GET /backend-api/v2/version``, ``/models``, ``/models/<provider>`` and
+    ``/providers`` answer like g4f 8.8.6 with one provider, ``ScriptedProvider``, serving one
+    model, ``scripted-1``; ``/models/<provider>`` answers 404 ``Provider not found`` for
+    providers other than that one and those in `known_providers`. ``GET
+    /backend-api/v2/create?prompt=...`` answers plain text, streamed: `create_text_reply`, or
+    the prompt itself when that is None. ``POST /backend-api/v2/files/<bucket_id>`` takes a
+    multipart upload of ``files`` parts and answers like g4f, ``{"bucket_id": ..., "files":
+    [names of documents], "media": [{"name": ...} of images, audio and video]}``. Any other
+    path gets 404. Every request is recorded (see `requests`). Conversation requests
+    rejected with 400 or 404 leave the queued replies alone.
 
     Args:
         host: the address to listen on; the port is picked by the system.
@@ -357,6 +550,9 @@ class BackendApiTestServer:
             collection gets g4f's 404 ``Provider not found``. Requests without a provider
             are accepted, as g4f then picks one itself.
         shutdown_timeout: how long `stop` lets open connections finish, in seconds.
+        ssl_context: when given, the server speaks HTTPS with this server-side context
+            (certificate and key loaded, e.g. with ``trustme``) and `url` starts with
+            ``https://``.
 
     Use it as a context manager, or call `start` and `stop`::
 
@@ -371,12 +567,17 @@ class BackendApiTestServer:
         *,
         known_providers: Collection[str] | None = None,
         shutdown_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.known_providers = known_providers
         self.shutdown_timeout = shutdown_timeout
+        #: Serves HTTPS with this context when set (see the ``ssl_context`` argument).
+        self.ssl_context = ssl_context
         #: Answers conversation requests once the queue filled by `reply` is empty.
         self.default_reply = Reply.answer("Hello from the test server")
+        #: The text ``GET /backend-api/v2/create`` answers; None echoes the ``prompt``.
+        self.create_text_reply: str | None = None
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         # Guards _replies and _requests, and wakes wait_for_requests().
@@ -389,6 +590,19 @@ class BackendApiTestServer:
         # Conversation handlers still running, so that stop() can cancel a Hold() at once.
         self._handlers: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._connections_accepted = 0
+
+    @property
+    def connections_accepted(self) -> int:
+        """How many TCP connections the server has accepted so far, whether or not they
+        carried a request: sequential streams that share one keep-alive connection count 1.
+        """
+        with self._changed:
+            return self._connections_accepted
+
+    def _count_connection(self) -> None:
+        with self._changed:
+            self._connections_accepted += 1
 
     @property
     def port(self) -> int:
@@ -399,9 +613,13 @@ class BackendApiTestServer:
 
     @property
     def url(self) -> str:
-        """The base URL of the server, without a trailing slash, e.g. http://127.0.0.1:54321."""
+        """The base URL of the server, without a trailing slash, e.g. http://127.0.0.1:54321.
+
+        It starts with ``https://`` when the server was given an ``ssl_context``.
+        """
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -485,7 +703,9 @@ class BackendApiTestServer:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, 0).start()
+            await _CountingSite(
+                runner, self.host, self._count_connection, ssl_context=self.ssl_context
+            ).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -514,19 +734,26 @@ class BackendApiTestServer:
         app.router.add_post(_CONVERSATION_PATH, self._handle_conversation)
         app.router.add_get("/backend-api/v2/version", self._handle_version)
         app.router.add_get("/backend-api/v2/models", self._handle_models)
+        app.router.add_get("/backend-api/v2/models/{provider}", self._handle_provider_models)
         app.router.add_get("/backend-api/v2/providers", self._handle_providers)
+        app.router.add_get("/backend-api/v2/create", self._handle_create)
+        app.router.add_post("/backend-api/v2/files/{bucket_id}", self._handle_files)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         return app
 
     async def _record(self, request: web.Request) -> RecordedRequest:
         body = await request.read()
+        content_type = request.headers.get("Content-Type", "")
+        form, files = _parse_multipart(content_type, body)
         recorded = RecordedRequest(
             method=request.method,
             path=request.path,
             query=dict(request.query.items()),
             headers=CIMultiDict(request.headers),
             body=body,
-            json=_parse_body(request.headers.get("Content-Type", ""), body),
+            json=_parse_body(content_type, body, form),
+            form=form,
+            files=files,
         )
         with self._changed:
             self._requests.append(recorded)
@@ -562,6 +789,70 @@ class BackendApiTestServer:
         }
         return await self._handle_simple(request, [provider])
 
+    def _is_known_provider(self, provider: str) -> bool:
+        return provider == _PROVIDER or (
+            self.known_providers is not None and provider in self.known_providers
+        )
+
+    async def _handle_provider_models(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        recorded.finished.set()
+        provider = request.match_info["provider"]
+        if not self._is_known_provider(provider):
+            return _json_error(404, "Provider not found")
+        model = {
+            "model": _MODEL,
+            "label": _MODEL,
+            "default": True,
+            "vision": False,
+            "audio": False,
+            "video": False,
+            "image": False,
+            "count": False,
+        }
+        return web.json_response([model])
+
+    async def _handle_create(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        try:
+            prompt = request.query.get("prompt")
+            if not prompt:
+                return _json_error(400, "Missing prompt")
+            provider = request.query.get("provider")
+            if (
+                provider
+                and self.known_providers is not None
+                and provider not in self.known_providers
+            ):
+                # g4f's create endpoint reports errors as "<ExceptionName>: <message>".
+                return _json_error(404, f"ProviderNotFoundError: Provider not found: {provider}")
+            text = prompt if self.create_text_reply is None else self.create_text_reply
+            response = web.StreamResponse(headers={"Content-Type": _CREATE_CONTENT_TYPE})
+            await response.prepare(request)
+            try:
+                for token in _TOKEN.findall(text):
+                    await response.write(token.encode("utf-8"))
+            except ConnectionResetError:
+                recorded.disconnected.set()
+            return response
+        finally:
+            recorded.finished.set()
+
+    async def _handle_files(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        recorded.finished.set()
+        documents: list[str] = []
+        media: list[dict[str, str]] = []
+        for upload in recorded.files:
+            if upload.name != "files":
+                continue
+            if _is_media(upload):
+                media.append({"name": upload.filename})
+            else:
+                documents.append(upload.filename)
+        bucket_id = request.match_info["bucket_id"]
+        return web.json_response({"bucket_id": bucket_id, "files": documents, "media": media})
+
     async def _handle_unknown(self, request: web.Request) -> web.Response:
         recorded = await self._record(request)
         recorded.finished.set()
@@ -593,6 +884,8 @@ class BackendApiTestServer:
             return _json_error(404, "Provider not found")
         with self._changed:
             reply = self._replies.popleft() if self._replies else self.default_reply
+        if reply.reset:
+            await _reset(request)
         if reply.status >= 400:
             return self._error_response(reply)
         if reply.transfer == "length":
@@ -615,7 +908,10 @@ class BackendApiTestServer:
 
     @staticmethod
     def _stream_headers(reply: Reply) -> dict[str, str]:
-        return {"Content-Type": reply.content_type or STREAM_CONTENT_TYPE, **reply.headers}
+        headers = {"Content-Type": reply.content_type or STREAM_CONTENT_TYPE}
+        if reply.gzip:
+            headers["Content-Encoding"] = "gzip"
+        return {**headers, **reply.headers}
 
     async def _send_stream(
         self, request: web.Request, reply: Reply, recorded: RecordedRequest
@@ -628,6 +924,7 @@ class BackendApiTestServer:
         else:
             response = web.StreamResponse(status=reply.status, headers=headers)
         await response.prepare(request)
+        gzip = _GzipStream() if reply.gzip else None
         try:
             for item in reply.events:
                 if isinstance(item, (Pause, Wait, Hold, Cut)):
@@ -635,8 +932,12 @@ class BackendApiTestServer:
                     if isinstance(item, Cut):
                         break
                 else:
-                    for piece in reply._pieces(item):
+                    for piece in reply._pieces(item, gzip):
                         await response.write(piece)
+            else:
+                # The gzip trailer ends the body; after a Cut it never comes.
+                if gzip is not None:
+                    await response.write(gzip.finish())
         except ConnectionResetError:
             # aiohttp notices the closed connection when finishing the response; raising
             # here instead would make it log the disconnect as a server error.
@@ -651,16 +952,22 @@ class BackendApiTestServer:
         pieces: list[bytes] = []
         length = 0
         cut = False
+        gzip = _GzipStream() if reply.gzip else None
         for item in reply.events:
             if isinstance(item, (Pause, Wait, Hold)):
                 await _act(request, item)
             elif isinstance(item, Cut):
                 cut = True
             else:
-                for piece in reply._pieces(item):
+                for piece in reply._pieces(item, gzip):
                     length += len(piece)
                     if not cut:
                         pieces.append(piece)
+        if gzip is not None:
+            trailer = gzip.finish()
+            length += len(trailer)
+            if not cut:
+                pieces.append(trailer)
         response = web.StreamResponse(status=reply.status, headers=self._stream_headers(reply))
         response.content_length = length
         await response.prepare(request)

@@ -557,3 +557,158 @@ def test_wait_for_requests_times_out(backendapi_server: BackendApiTestServer) ->
     assert not backendapi_server.wait_for_requests(1, timeout=0.01)
     post(backendapi_server)
     assert backendapi_server.wait_for_requests(1, timeout=0)
+
+
+# Other endpoints: create, models/<provider>, files
+
+
+def request(
+    server: BackendApiTestServer,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        answer = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, answer, response.read()
+    finally:
+        connection.close()
+
+
+def multipart(*parts: tuple[str, str | None, str | None, bytes]) -> tuple[bytes, str]:
+    """A multipart/form-data body of (name, filename, content type, data) parts."""
+    out = b""
+    for name, filename, content_type, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += f"--XyZ\r\nContent-Disposition: {disposition}\r\n".encode()
+        if content_type is not None:
+            out += f"Content-Type: {content_type}\r\n".encode()
+        out += b"\r\n" + data + b"\r\n"
+    return out + b"--XyZ--\r\n", "multipart/form-data; boundary=XyZ"
+
+
+def test_create_echoes_the_prompt_as_streamed_plain_text(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    with connect(backendapi_server) as conn:
+        conn.sock.sendall(
+            b"GET /backend-api/v2/create?prompt=Hello%2C+w%C3%B6rld&model=m&provider=P"
+            b" HTTP/1.1\r\nHost: test\r\n\r\n"
+        )
+        status, headers = conn.read_head()
+        assert (status, headers["content-type"]) == (200, "text/plain; charset=utf-8")
+        assert headers["transfer-encoding"] == "chunked"
+        # Streamed the way providers stream: one word, symbol or space per chunk.
+        assert conn.read_chunks() == [b"Hello", b",", b" ", "wörld".encode()]
+    recorded = last_request(backendapi_server)
+    assert (recorded.method, recorded.path) == ("GET", "/backend-api/v2/create")
+    assert recorded.query == {"prompt": "Hello, wörld", "model": "m", "provider": "P"}
+
+
+def test_create_text_reply_is_scriptable(backendapi_server: BackendApiTestServer) -> None:
+    backendapi_server.create_text_reply = "Scripted answer"
+    status, headers, body = request(backendapi_server, "GET", "/backend-api/v2/create?prompt=x")
+    assert (status, body) == (200, b"Scripted answer")
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_create_without_prompt_gets_400(backendapi_server: BackendApiTestServer) -> None:
+    status, _, body = request(backendapi_server, "GET", "/backend-api/v2/create?model=m")
+    assert (status, json.loads(body)) == (400, {"error": {"message": "Missing prompt"}})
+
+
+def test_create_with_an_unknown_provider_gets_404() -> None:
+    with BackendApiTestServer(known_providers={"OpenaiChat"}) as server:
+        status, _, body = request(server, "GET", "/backend-api/v2/create?prompt=x&provider=Nope")
+        assert status == 404
+        assert "Provider not found" in json.loads(body)["error"]["message"]
+        path = "/backend-api/v2/create?prompt=x&provider=OpenaiChat"
+        assert request(server, "GET", path)[:3:2] == (200, b"x")
+
+
+def test_models_of_a_provider(backendapi_server: BackendApiTestServer) -> None:
+    status, models = get_json(backendapi_server, "/backend-api/v2/models/ScriptedProvider")
+    assert status == 200
+    assert [model["model"] for model in models] == ["scripted-1"]
+    assert {"default", "vision", "image"} <= set(models[0])
+    assert last_request(backendapi_server).path == "/backend-api/v2/models/ScriptedProvider"
+
+
+def test_models_of_an_unknown_provider_get_404() -> None:
+    with BackendApiTestServer(known_providers={"OpenaiChat"}) as server:
+        assert get_json(server, "/backend-api/v2/models/Nope") == (
+            404,
+            {"error": {"message": "Provider not found"}},
+        )
+        assert get_json(server, "/backend-api/v2/models/OpenaiChat")[0] == 200
+        assert get_json(server, "/backend-api/v2/models/ScriptedProvider")[0] == 200
+
+
+def test_files_upload_is_recorded_and_answered_like_g4f(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) + b"--XyZ\r\n"  # boundary look-alike
+    body, content_type = multipart(
+        ("files", "notes.txt", "text/plain", b"line one\r\nline two\r\n"),
+        ("files", "cat.png", "image/png", png),
+    )
+    status, _, answer = request(
+        backendapi_server,
+        "POST",
+        "/backend-api/v2/files/bucket-1",
+        body,
+        {"Content-Type": content_type},
+    )
+    assert status == 200
+    assert json.loads(answer) == {
+        "bucket_id": "bucket-1",
+        "files": ["notes.txt"],
+        "media": [{"name": "cat.png"}],
+    }
+    recorded = last_request(backendapi_server)
+    assert recorded.path == "/backend-api/v2/files/bucket-1"
+    assert [(f.name, f.filename, f.content_type, f.data) for f in recorded.files] == [
+        ("files", "notes.txt", "text/plain", b"line one\r\nline two\r\n"),
+        ("files", "cat.png", "image/png", png),
+    ]
+    assert recorded.form == {}
+
+
+def test_multipart_conversation_records_files_and_media_urls(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    payload = {"model": "m", "messages": [{"role": "user", "content": "Look"}]}
+    audio = bytes(range(256)) * 4
+    body, content_type = multipart(
+        ("json", None, None, json.dumps(payload).encode()),
+        ("media_url", None, None, b"https://example.com/a.png"),
+        ("files", "a.wav", "audio/wav", audio),
+        ("media_url", None, "text/plain; charset=utf-8", "https://example.com/ü.png".encode()),
+        ("files", "", None, b""),
+    )
+    with connect(backendapi_server) as conn:
+        conn.post(body, content_type=content_type)
+        assert conn.read_head()[0] == 200
+    recorded = last_request(backendapi_server)
+    assert recorded.json == payload
+    assert recorded.form == {
+        "json": [json.dumps(payload)],
+        "media_url": ["https://example.com/a.png", "https://example.com/ü.png"],
+    }
+    assert recorded.media_urls == ["https://example.com/a.png", "https://example.com/ü.png"]
+    assert [(f.name, f.filename, f.content_type, f.data) for f in recorded.files] == [
+        ("files", "a.wav", "audio/wav", audio),
+        ("files", "", "", b""),
+    ]
+
+
+def test_json_requests_have_no_form_or_files(backendapi_server: BackendApiTestServer) -> None:
+    post(backendapi_server)
+    recorded = last_request(backendapi_server)
+    assert (recorded.form, recorded.files, recorded.media_urls) == ({}, [], [])

@@ -1,0 +1,258 @@
+"""`Answer`: what a turn produced, gathered from its events; `stream.answer`; `complete()`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+
+from backendapi import (
+    Answer,
+    BackendApiClient,
+    RawResponse,
+    StreamError,
+    Timeout,
+    decode,
+)
+from backendapi.testing import BackendApiTestServer, Reply
+
+KINDS = ("sync", "async")
+TIMEOUT = Timeout(connect=5.0, read=10.0)
+DATA = Path(__file__).parent / "data"
+TRANSCRIPT = DATA / "g4f-8.8.6-conversation.sse"
+MESSAGES = [{"role": "user", "content": "Hello"}]
+TEXT = "Hello, w\u00f6rld \U0001f30d\u2028!"
+STATE = {"ScriptedProvider": {"conversation_id": "c-123", "message_id": "m-1"}}
+IMAGE = "https://example.com/cat.png"
+AUDIO = "https://example.com/hello.mp3"
+# What g4f sends for generated media: markdown in `content`, the links in `urls`.
+MEDIA_EVENTS = [
+    {"type": "content", "content": f"\n![a cat]({IMAGE})", "urls": [IMAGE], "alt": "a cat"},
+    {"type": "content", "content": "", "urls": AUDIO},
+]
+
+
+def transcript() -> List[RawResponse]:
+    """The real g4f 8.8.6 transcript, decoded."""
+    return decode(TRANSCRIPT.read_bytes())
+
+
+def realistic_events() -> List[RawResponse]:
+    """The transcript with generated media and a second provider's state before `usage`."""
+    events = transcript()
+    usage_at = [event.type for event in events].index("usage")
+    extra = [RawResponse(event) for event in MEDIA_EVENTS]
+    extra.append(RawResponse({"type": "conversation", "conversation": {"Other": {"id": "o-1"}}}))
+    extra.append(RawResponse({"type": "log", "log": "a debug line"}))
+    extra.append(RawResponse({"type": "brand-new-type", "whatever": 1}))
+    return events[:usage_at] + extra + events[usage_at:]
+
+
+def check_transcript_answer(answer: Answer, events: int) -> None:
+    assert answer.text == TEXT
+    assert str(answer) == TEXT
+    assert answer.reasoning == "thinking about it"
+    assert answer.provider == {
+        "name": "ScriptedProvider",
+        "url": "http://127.0.0.1",
+        "label": "ScriptedProvider",
+        "model": "scripted-1",
+    }
+    assert answer.provider_name == "ScriptedProvider"
+    assert answer.model == "scripted-1"
+    assert answer.usage == {"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11}
+    assert answer.finish_reason == "stop"
+    assert answer.title == "Greeting"
+    assert answer.suggestions == ["And then?"]
+    assert answer.conversation == STATE
+    assert answer.events == events
+
+
+def test_answer_gathers_a_real_transcript() -> None:
+    events = transcript()
+    answer = Answer()
+    for event in events:
+        answer.add(event)
+    check_transcript_answer(answer, len(events))
+    assert answer.media == []
+
+
+def test_answer_gathers_media_urls_and_merges_conversations() -> None:
+    events = realistic_events()
+    answer = Answer()
+    for event in events:
+        answer.add(event)
+    assert answer.media == [IMAGE, AUDIO]
+    assert answer.text == TEXT + f"\n![a cat]({IMAGE})"
+    assert answer.conversation == {**STATE, "Other": {"id": "o-1"}}
+    assert answer.events == len(events)  # unknown types are counted, nothing else
+    assert answer.usage is not None and answer.title == "Greeting"
+
+
+def test_later_conversation_state_of_a_provider_replaces_the_earlier_one() -> None:
+    answer = Answer()
+    answer.add(RawResponse({"type": "conversation", "conversation": {"A": {"id": 1}}}))
+    answer.add(RawResponse({"type": "conversation", "conversation": {"B": {"id": 2}}}))
+    answer.add(RawResponse({"type": "conversation", "conversation": {"A": {"id": 3}}}))
+    assert answer.conversation == {"A": {"id": 3}, "B": {"id": 2}}
+
+
+def test_model_comes_from_usage_over_provider() -> None:
+    answer = Answer()
+    answer.add(RawResponse({"type": "provider", "provider": {"name": "P", "model": "asked"}}))
+    assert answer.model == "asked"
+    answer.add(RawResponse({"type": "usage", "usage": {"total_tokens": 1}, "model": "served"}))
+    assert answer.model == "served"
+
+
+def test_empty_answer() -> None:
+    answer = Answer()
+    assert (answer.text, answer.reasoning, answer.provider_name, answer.events) == ("", "", None, 0)
+    assert (answer.usage, answer.finish_reason, answer.title, answer.model) == (None,) * 4
+    assert (answer.suggestions, answer.conversation, answer.media) == ([], {}, [])
+
+
+def test_repr_is_short_and_readable() -> None:
+    answer = Answer()
+    answer.add(RawResponse({"type": "content", "content": "x" * 500}))
+    text = repr(answer)
+    assert text.startswith("Answer(text='xxx")
+    assert len(text) < 200
+
+
+# Through the clients
+
+
+@pytest.fixture
+def server() -> Iterator[BackendApiTestServer]:
+    with BackendApiTestServer() as test_server:
+        yield test_server
+
+
+def transcript_reply(**options: Any) -> Reply:
+    return Reply([event.get_dict() for event in realistic_events()], **options)
+
+
+def stream_with_snapshots(
+    kind: str, url: str, snapshot: Callable[[Any, RawResponse], Any]
+) -> List[Any]:
+    """Iterate one stream; call `snapshot(stream, event)` at every event; return the results."""
+    results: List[Any] = []
+    if kind == "sync":
+        with BackendApiClient(url, timeout=TIMEOUT) as client:
+            stream = client.create("scripted-1", MESSAGES)
+            for event in stream:
+                results.append(snapshot(stream, event))
+            results.append(snapshot(stream, None))
+        return results
+
+    async def main() -> None:
+        from backendapi import AsyncBackendApiClient
+
+        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+            stream = client.create("scripted-1", MESSAGES)
+            async for event in stream:
+                results.append(snapshot(stream, event))
+            results.append(snapshot(stream, None))
+
+    asyncio.run(main())
+    return results
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("framing", ["sse", "ndjson"])
+def test_stream_answer_is_live_during_iteration(
+    kind: str, framing: str, server: BackendApiTestServer
+) -> None:
+    server.reply(transcript_reply(framing=framing))
+
+    def snapshot(stream: Any, event: Any) -> Dict[str, Any]:
+        answer = stream.answer
+        return {
+            "type": None if event is None else event.type,
+            "text": answer.text,
+            "title": answer.title,
+            "events": answer.events,
+            "same": answer is stream.answer,
+        }
+
+    snapshots = stream_with_snapshots(kind, server.url, snapshot)
+    events = realistic_events()
+    # At each event, the answer already holds it and everything before it.
+    text = ""
+    for index, (event, seen) in enumerate(zip(events, snapshots)):
+        if event.type == "content":
+            text += event.content
+        assert (seen["type"], seen["text"], seen["events"]) == (event.type, text, index + 1)
+        assert seen["same"]
+    assert [seen["title"] for seen in snapshots].index("Greeting") == [
+        event.type for event in events
+    ].index("title")
+    assert snapshots[-1]["events"] == len(events)
+    assert snapshots[-1]["text"] == TEXT + f"\n![a cat]({IMAGE})"
+
+
+def complete(kind: str, url: str, *args: Any, **kwargs: Any) -> Answer:
+    if kind == "sync":
+        with BackendApiClient(url, timeout=TIMEOUT) as client:
+            return client.complete(*args, **kwargs)
+
+    async def main() -> Answer:
+        from backendapi import AsyncBackendApiClient
+
+        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+            return await client.complete(*args, **kwargs)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_complete_returns_the_whole_answer(kind: str, server: BackendApiTestServer) -> None:
+    server.reply(transcript_reply())
+    answer = complete(
+        kind, server.url, "scripted-1", MESSAGES, None, "key", provider="ScriptedProvider"
+    )
+    assert isinstance(answer, Answer)
+    assert answer.text == TEXT + f"\n![a cat]({IMAGE})"
+    assert answer.media == [IMAGE, AUDIO]
+    assert answer.conversation == {**STATE, "Other": {"id": "o-1"}}
+    assert (answer.model, answer.provider_name, answer.finish_reason) == (
+        "scripted-1",
+        "ScriptedProvider",
+        "stop",
+    )
+    assert (answer.title, answer.suggestions) == ("Greeting", ["And then?"])
+    assert answer.usage == {"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11}
+    assert answer.reasoning == "thinking about it"
+    assert answer.events == len(realistic_events())
+    body = server.requests[0].json
+    assert body == {
+        "model": "scripted-1",
+        "messages": MESSAGES,
+        "media": None,
+        "api_key": "key",
+        "provider": "ScriptedProvider",
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_complete_of_the_plain_transcript(kind: str, server: BackendApiTestServer) -> None:
+    server.reply(Reply([event.get_dict() for event in transcript()]))
+    check_transcript_answer(complete(kind, server.url, "scripted-1", MESSAGES), len(transcript()))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_complete_raises_at_an_error_event(kind: str, server: BackendApiTestServer) -> None:
+    server.reply(
+        Reply(
+            [
+                {"type": "content", "content": "partial"},
+                {"type": "error", "error": "RateLimitError", "message": "slow down"},
+            ]
+        )
+    )
+    with pytest.raises(StreamError, match="slow down") as caught:
+        complete(kind, server.url, "scripted-1", MESSAGES)
+    assert caught.value.error_type == "RateLimitError"
