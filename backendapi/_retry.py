@@ -47,7 +47,9 @@ class RetryPolicy:
         if self.max_retries < 0:
             raise InvalidInputError(f"max_retries must be >= 0, got {self.max_retries}")
 
-    def status_delay(self, attempt: int, status: int, retry_after: Optional[str]) -> Optional[float]:
+    def status_delay(
+        self, attempt: int, status: int, retry_after: Optional[str]
+    ) -> Optional[float]:
         """Seconds to wait before retrying after ``status``, or None: do not retry."""
         if attempt >= self.max_retries or status not in RETRY_STATUSES:
             return None

@@ -154,7 +154,8 @@ class BackendApiClient(BaseClient):
     ) -> Answer:
         """Send a turn and return the finished :class:`Answer`, with no loop to write.
 
-        >>> answer = client.complete("gpt-4o", [{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+        >>> messages = [{"role": "user", "content": "Hi"}]
+        >>> answer = client.complete("gpt-4o", messages)  # doctest: +SKIP
         >>> print(answer.text, answer.usage)  # doctest: +SKIP
         """
         with self.create(model, messages, media, api_key, **kwargs) as stream:

@@ -70,7 +70,8 @@ async def concurrent(url: str) -> None:
     """The async client: the same call, same events."""
     print("== AsyncBackendApiClient (aiohttp) ==")
     async with AsyncBackendApiClient(url, api_key="demo-key") as client:
-        async with client.create("scripted-1", MESSAGES, provider="ScriptedProvider") as stream:
+        stream = client.create("scripted-1", MESSAGES, provider="ScriptedProvider")
+        async with stream:
             async for event in stream:
                 show(event)
 
