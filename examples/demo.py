@@ -3,7 +3,8 @@
 Starts the bundled test server (``backendapi.testing``) with a scripted
 answer, then streams the same question through ``BackendApiClient`` and
 ``AsyncBackendApiClient``, printing reasoning, the answer token by token, and
-the usage line, as a user's program would.
+the usage line, as a user's program would. Last, the command line does the
+same: ``backendapi serve-test`` in the background, ``backendapi chat`` against it.
 
 Run it with ``make demo`` (or ``python examples/demo.py``).
 """
@@ -11,6 +12,8 @@ Run it with ``make demo`` (or ``python examples/demo.py``).
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import sys
 from typing import Any, Dict, List
 
@@ -76,6 +79,24 @@ async def concurrent(url: str) -> None:
                 show(event)
 
 
+def command_line() -> int:
+    """The CLI: ``backendapi serve-test`` serves, ``backendapi chat`` asks."""
+    print("== backendapi chat (the command line) ==")
+    cli = [sys.executable, "-m", "backendapi"]
+    server = subprocess.Popen(
+        [*cli, "serve-test", "--text", ANSWER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()  # serve-test prints its URL first
+        print(f"$ backendapi chat --base-url {url} {QUESTION!r}", flush=True)
+        return subprocess.call([*cli, "chat", "--base-url", url, QUESTION], timeout=60)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+        server.stdout.close()  # type: ignore[union-attr]
+
+
 def main() -> int:
     with BackendApiTestServer() as server:
         server.default_reply = scripted_reply()
@@ -83,8 +104,8 @@ def main() -> int:
         blocking(server.url)
         print()
         asyncio.run(concurrent(server.url))
-        print(f"\nthe server answered {len(server.requests)} requests")
-    return 0
+        print(f"\nthe server answered {len(server.requests)} requests\n")
+    return command_line()
 
 
 if __name__ == "__main__":
