@@ -87,9 +87,12 @@ def test_demo_streams_through_both_clients() -> None:
     assert "== BackendApiClient (requests) ==" in out
     assert "== AsyncBackendApiClient (aiohttp) ==" in out
     answer = load_example("demo").ANSWER
-    assert out.count(answer) == 2
+    # Twice through the two clients, once more through `backendapi chat`.
+    assert out.count(answer) == 3
     assert out.count("thinking: Rayleigh scattering") == 2
     assert "the server answered 2 requests" in out
+    assert "== backendapi chat (the command line) ==" in out
+    assert out.rstrip().endswith(answer)
 
 
 # -- chat_script.py -------------------------------------------------------------------------
