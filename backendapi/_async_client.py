@@ -458,8 +458,10 @@ def _may_retry(exc: BaseException) -> bool:
     """True for failures before any answer: could not connect, or dropped unanswered."""
     if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
         return False  # a certificate problem does not go away by asking again
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return "connect" in str(exc).lower()  # a read timeout: the server may be working
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return False  # a read timeout: the server may be working on the answer
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return True
     return isinstance(
         exc,
         (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError),
@@ -472,7 +474,7 @@ def _request_error(exchange: Exchange, timeout: Timeout, exc: BaseException) -> 
     reason = exchange.redact(str(exc) or type(exc).__name__)
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
         return exchange.tls_error(str(exc))
-    if isinstance(exc, aiohttp.ServerTimeoutError) and "read" in str(exc).lower():
+    if isinstance(exc, aiohttp.SocketTimeoutError):
         return APITimeoutError(
             f"no answer from {url} within the read timeout of {timeout.read} s", url=url
         )

@@ -126,6 +126,9 @@ def coerce_ssl(value: SSLOption) -> Union[bool, ssl.SSLContext, str]:
     )
 
 
+MIN_SECRET_LENGTH = 4
+"""Shorter api keys are not scrubbed from messages (see BaseClient._secrets)."""
+
 DEFAULT_BASE_URL = "http://localhost:8080"
 """Where ``g4f gui`` listens by default."""
 BASE_URL_ENV = "BACKENDAPI_BASE_URL"
@@ -189,11 +192,7 @@ class BaseClient:
             else RetryPolicy(max_retries=max_retries)
         )
         """The :class:`RetryPolicy` in force."""
-        if proxy is not None:
-            proxy = normalize_base_url(proxy) if isinstance(proxy, str) else proxy
-            if not isinstance(proxy, str):
-                raise InvalidInputError(f"proxy must be a URL str, not {type(proxy).__name__}")
-        self.proxy = proxy
+        self.proxy = None if proxy is None else normalize_base_url(proxy, "proxy")
         """An explicit proxy URL; without one, HTTP(S)_PROXY and NO_PROXY apply."""
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
             raise InvalidInputError(
@@ -223,8 +222,10 @@ class BaseClient:
         return StreamCore(request, self.max_event_size, self._secrets(key))
 
     def _secrets(self, key: object = None) -> Tuple[str, ...]:
+        # Scrubbing a one- or two-letter "key" out of every message would mangle
+        # them all and protect nothing; real keys are far longer.
         keys = {key, self._api_key}
-        return tuple(k for k in keys if isinstance(k, str) and k)
+        return tuple(k for k in keys if isinstance(k, str) and len(k) >= MIN_SECRET_LENGTH)
 
     def _get(self, path: str, **params: Optional[str]) -> Exchange:
         for name, value in params.items():

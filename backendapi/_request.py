@@ -60,25 +60,25 @@ class PreparedRequest:
         return f"PreparedRequest({self.method} {self.url}, {size})"
 
 
-def normalize_base_url(base_url: object) -> str:
-    """Check ``base_url`` and return it without a trailing slash.
+def normalize_base_url(base_url: object, name: str = "base_url") -> str:
+    """Check an http(s) URL (``base_url``, or the argument ``name``); drop a trailing slash.
 
     >>> normalize_base_url("http://localhost:8080/")
     'http://localhost:8080'
     """
     if not isinstance(base_url, str):
-        raise InvalidInputError(f"base_url must be a str, not {type(base_url).__name__}")
+        raise InvalidInputError(f"{name} must be a str, not {type(base_url).__name__}")
     parts = urlsplit(base_url.strip())
     if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidInputError(f"base_url must start with http:// or https://, got {base_url!r}")
+        raise InvalidInputError(f"{name} must start with http:// or https://, got {base_url!r}")
     if not parts.hostname:
-        raise InvalidInputError(f"base_url has no host: {base_url!r}")
+        raise InvalidInputError(f"{name} has no host: {base_url!r}")
     if parts.query or parts.fragment:
-        raise InvalidInputError(f"base_url must not have a query or fragment: {base_url!r}")
+        raise InvalidInputError(f"{name} must not have a query or fragment: {base_url!r}")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise InvalidInputError(f"base_url has an invalid port: {base_url!r}") from None
+        raise InvalidInputError(f"{name} has an invalid port: {base_url!r}") from None
     return base_url.strip().rstrip("/")
 
 
