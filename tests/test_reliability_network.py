@@ -1,0 +1,1089 @@
+"""Reliability and security over real sockets: timeouts, retries, redirects, TLS, proxies.
+
+Every fault is produced on loopback by something this module starts and stops itself: a
+`BackendApiTestServer` (on 127.0.0.1, a second one on 127.0.0.2, an HTTPS one with a
+certificate made by ``trustme``), a raw listening socket that never answers, a listener
+whose accept queue is full (so that ``connect()`` hangs), and a small forwarding HTTP proxy.
+Every test runs once per client (the ``client_kind`` fixture): both must behave alike.
+
+Nothing here sleeps to synchronise: tests wait on events, sockets and
+`BackendApiTestServer.wait_for_requests`. Backoff delays are made tiny where a test is not
+about them (the ``fast_backoff`` fixture).
+
+``docs/reliability.md`` lists every fault and bad input tried here with what the caller
+gets; `test_reliability_doc_names_existing_tests` keeps that table and these tests in step.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import email.utils
+import gc
+import logging
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+import pytest
+import trustme
+from clients import MESSAGES, TEST_TIMEOUT, Result, run_stream
+
+from backendapi import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncBackendApiClient,
+    BackendApiClient,
+    IncompleteStreamError,
+    InvalidInputError,
+    RawResponse,
+    RetryPolicy,
+    Timeout,
+)
+from backendapi.testing import BackendApiTestServer, Cut, Hold, Pause, Reply, Wait
+
+ROOT = Path(__file__).parent.parent
+DOC = ROOT / "docs" / "reliability.md"
+CONVERSATION_PATH = "/backend-api/v2/conversation"
+CLIENTS: Dict[str, Any] = {"sync": BackendApiClient, "async": AsyncBackendApiClient}
+WAIT = 5.0  # seconds to wait for something a server reports; only reached on failure
+SECRET = "sk-reliability-secret-key"
+
+FIRST = {"type": "content", "content": "Hello"}
+SECOND = {"type": "content", "content": " world"}
+FINISH = {"type": "finish", "finish": {"reason": "stop"}}
+GOOD = Reply([FIRST, SECOND, FINISH])
+GOOD_EVENTS = [FIRST, SECOND, FINISH]
+
+# Hop-by-hop state that must not leak between tests: requests and aiohttp both read these.
+NETWORK_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(autouse=True)
+def clean_network_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy or CA bundle from the machine's environment: each test sets what it needs."""
+    for name in NETWORK_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def retry_logs(caplog: pytest.LogCaptureFixture) -> Callable[[], List[str]]:
+    """Returns a function listing the INFO retry messages logged on ``backendapi`` so far."""
+    caplog.set_level(logging.INFO, logger="backendapi")
+
+    def messages() -> List[str]:
+        return [
+            record.getMessage()
+            for record in caplog.records
+            if record.name == "backendapi"
+            and record.levelno == logging.INFO
+            and record.getMessage().startswith("retrying ")
+        ]
+
+    return messages
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every backoff delay becomes 10 ms, so retry tests take no time."""
+    monkeypatch.setattr(RetryPolicy, "backoff", lambda self, attempt: 0.01)
+
+
+@pytest.fixture
+def second_server() -> Iterator[BackendApiTestServer]:
+    """Another test server, on another loopback address: 127.0.0.2."""
+    with BackendApiTestServer(host="127.0.0.2") as server:
+        yield server
+
+
+class SilentServer:
+    """A listening socket that never accepts: the kernel completes every TCP handshake and
+    buffers the request, and no byte ever comes back."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def connections(self) -> int:
+        """How many connections were made to it so far (each is accepted and closed)."""
+        self._listener.setblocking(False)
+        count = 0
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except BlockingIOError:
+                return count
+            conn.close()
+            count += 1
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def blackhole_url() -> Iterator[str]:
+    """A URL where ``connect()`` hangs: a listener whose accept queue is full.
+
+    With ``listen(0)`` Linux queues one connection; once it is queued, the kernel drops
+    further SYNs, so a connect keeps waiting for an answer to its retransmitted SYN. The
+    queue is filled until a probe connect times out; a system that never drops the SYN
+    (one that answers with RST or SYN cookies instead) gets the test skipped.
+    """
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(64):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.settimeout(0.2)
+            try:
+                probe.connect(address)
+            except socket.timeout:
+                probe.close()
+                break
+            except OSError as exc:
+                probe.close()
+                pytest.skip(f"a connect to a full accept queue fails at once here: {exc}")
+            stack.callback(probe.close)
+        else:
+            pytest.skip("connect() to a listen(0) socket never hangs here: cannot test it")
+        yield f"http://127.0.0.1:{address[1]}"
+
+
+@dataclass(frozen=True)
+class TLSSetup:
+    """A CA made at test time, and server contexts with certificates it issued."""
+
+    ca: trustme.CA
+    ca_path: Path
+    server_context: ssl.SSLContext
+    """Certificate for 127.0.0.1 and localhost."""
+    wrong_host_context: ssl.SSLContext
+    """Certificate for other.example only."""
+    other_ca_path: Path
+    """A CA bundle with an unrelated CA."""
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSSetup:
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca_path = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    wrong_host_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("other.example").configure_cert(wrong_host_context)
+    other_ca_path = directory / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca_path))
+    return TLSSetup(ca, ca_path, server_context, wrong_host_context, other_ca_path)
+
+
+@dataclass
+class ProxiedRequest:
+    """One request as the forwarding proxy received it."""
+
+    method: str
+    target: str
+    headers: Dict[str, str] = field(default_factory=dict)
+
+
+class ForwardingProxy:
+    """A minimal HTTP forward proxy on 127.0.0.1, in threads.
+
+    It takes absolute-form requests (``POST http://host:port/path HTTP/1.1``, what a client
+    sends to a proxy for an ``http://`` URL), one per connection, records them, forwards
+    each to its target with ``Connection: close``, and pipes the answer back as it arrives,
+    byte for byte, until the target closes. No CONNECT, no request bodies without
+    Content-Length.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self._listener.getsockname()
+        self.url = f"http://127.0.0.1:{self.address[1]}"
+        self._lock = threading.Lock()
+        self._requests: List[ProxiedRequest] = []
+        self._sockets: List[socket.socket] = []
+        self._threads: List[threading.Thread] = []
+        self._stopping = False
+        self._acceptor = threading.Thread(target=self._accept_loop, name="test-proxy", daemon=True)
+        self._acceptor.start()
+
+    @property
+    def requests(self) -> List[ProxiedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def close(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):  # wakes the accept() of the acceptor thread
+            socket.create_connection(self.address, timeout=WAIT).close()
+        self._acceptor.join(WAIT)
+        self._listener.close()
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        for sock in sockets:  # unblocks a handler still piping
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(WAIT)
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._stopping:
+                conn.close()
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            with self._lock:
+                self._threads.append(thread)
+                self._sockets.append(conn)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError, ValueError):
+            with conn.makefile("rb") as reader:
+                method, target, _version = reader.readline().decode("latin-1").split()
+                headers: Dict[str, str] = {}
+                while True:
+                    line = reader.readline().decode("latin-1").rstrip("\r\n")
+                    if not line:
+                        break
+                    name, _, value = line.partition(":")
+                    headers[name.strip()] = value.strip()
+                length = int(headers.get("Content-Length", "0"))
+                body = reader.read(length) if length else b""
+            with self._lock:
+                self._requests.append(ProxiedRequest(method, target, headers))
+            parts = urlsplit(target)
+            if parts.scheme != "http" or not parts.hostname:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                return
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            hop_by_hop = {"connection", "proxy-connection", "keep-alive", "proxy-authorization"}
+            lines = [f"{method} {path} HTTP/1.1"]
+            lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in hop_by_hop]
+            lines.append("Connection: close")
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            upstream = socket.create_connection((parts.hostname, parts.port or 80), timeout=30)
+            with upstream:
+                with self._lock:
+                    self._sockets.append(upstream)
+                upstream.sendall(head + body)
+                while True:
+                    data = upstream.recv(65536)
+                    if not data:
+                        break
+                    conn.sendall(data)
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardingProxy]:
+    forwarding = ForwardingProxy()
+    try:
+        yield forwarding
+    finally:
+        forwarding.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def stream(kind: str, url: str, timeout: Any = TEST_TIMEOUT, **options: Any) -> Result:
+    """`run_stream` with client options as keyword arguments."""
+    return run_stream(kind, url, client_options={"timeout": timeout, **options})
+
+
+def timed(call: Callable[[], Result]) -> Tuple[Result, float]:
+    """The result of ``call`` and the seconds from just before ``create()`` to the end."""
+    result = call()
+    return result, time.monotonic() - result.started
+
+
+def error_reply(status: int, message: str = "try later", **headers: str) -> Reply:
+    """An HTTP error with g4f's body and extra headers, e.g. ``Retry-After``."""
+    return Reply(status=status, error={"error": {"message": message}}, headers=headers)
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+def test_read_timeout_when_server_never_answers(
+    client_kind: str, silent_server: SilentServer, retry_logs: Callable[[], List[str]]
+) -> None:
+    result, elapsed = timed(
+        lambda: stream(client_kind, silent_server.url, timeout=Timeout(connect=5, read=0.5))
+    )
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    assert isinstance(result.error, APIConnectionError)
+    message = str(result.error)
+    assert "read timeout" in message
+    assert silent_server.url + CONVERSATION_PATH in message
+    assert result.error.url == silent_server.url + CONVERSATION_PATH
+    assert 0.4 <= elapsed <= 3.0
+    # A read timeout is not retried: the server may be working on the request.
+    assert silent_server.connections() == 1
+    assert retry_logs() == []
+
+
+def test_read_timeout_after_headers(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(Reply([Hold()]))
+
+    result, elapsed = timed(
+        lambda: stream(client_kind, backendapi_server.url, timeout=Timeout(connect=5, read=0.5))
+    )
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    assert "read timeout" in str(result.error)
+    assert backendapi_server.url + CONVERSATION_PATH in str(result.error)
+    assert 0.4 <= elapsed <= 3.0
+    assert len(backendapi_server.requests) == 1
+    assert backendapi_server.requests[0].disconnected.wait(WAIT)
+
+
+def test_read_timeout_mid_stream(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    backendapi_server.reply(Reply([FIRST, Hold(), SECOND]))
+
+    result = stream(client_kind, backendapi_server.url, timeout=Timeout(connect=5, read=0.5))
+    silence = time.monotonic() - result.received[0].at
+
+    assert result.events == [FIRST]
+    assert isinstance(result.error, APITimeoutError), result.error
+    assert "read timeout" in str(result.error)
+    assert backendapi_server.url + CONVERSATION_PATH in str(result.error)
+    assert 0.4 <= silence <= 3.0
+    assert len(backendapi_server.requests) == 1
+    assert backendapi_server.requests[0].disconnected.wait(WAIT)
+
+
+def test_read_timeout_bounds_silence_not_duration(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    # 1.2 s in all, but never more than 0.3 s without a byte: within a 0.6 s read timeout.
+    items: List[Any] = []
+    for index in range(4):
+        items += [Pause(0.3), {"type": "content", "content": str(index)}]
+    backendapi_server.reply(Reply(items))
+
+    result, elapsed = timed(
+        lambda: stream(client_kind, backendapi_server.url, timeout=Timeout(connect=5, read=0.6))
+    )
+
+    assert result.error is None
+    assert [event["content"] for event in result.events] == ["0", "1", "2", "3"]
+    assert elapsed >= 1.2
+
+
+def test_connect_timeout(
+    client_kind: str, blackhole_url: str, retry_logs: Callable[[], List[str]]
+) -> None:
+    result, elapsed = timed(
+        lambda: stream(
+            client_kind, blackhole_url, timeout=Timeout(connect=0.5, read=5), max_retries=0
+        )
+    )
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    message = str(result.error)
+    assert "connect timeout" in message
+    assert "read timeout" not in message
+    assert blackhole_url + CONVERSATION_PATH in message
+    assert 0.4 <= elapsed <= 3.0
+    assert retry_logs() == []
+
+
+def test_connect_timeout_is_retried(
+    client_kind: str, blackhole_url: str, fast_backoff: None, retry_logs: Callable[[], List[str]]
+) -> None:
+    result = stream(client_kind, blackhole_url, timeout=Timeout(connect=0.3, read=5), max_retries=1)
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    assert "connect timeout" in str(result.error)
+    assert len(retry_logs()) == 1
+
+
+def test_connect_timeout_named_when_url_contains_read(client_kind: str, blackhole_url: str) -> None:
+    # A base URL with a path prefix is allowed; "reader" in it must not change which
+    # timeout the message names.
+    url = blackhole_url + "/reader"
+
+    result = stream(client_kind, url, timeout=Timeout(connect=0.3, read=5), max_retries=0)
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    message = str(result.error)
+    assert "connect timeout" in message, message
+    assert "read timeout" not in message, message
+
+
+def test_total_timeout_while_streaming(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    # Each event within the 5 s read timeout, 4 s in all: over the 1 s total.
+    items: List[Any] = []
+    for index in range(20):
+        items += [{"type": "content", "content": str(index)}, Pause(0.2)]
+    backendapi_server.reply(Reply(items))
+
+    result, elapsed = timed(
+        lambda: stream(
+            client_kind, backendapi_server.url, timeout=Timeout(connect=5, read=5, total=1)
+        )
+    )
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    message = str(result.error)
+    assert "total" in message
+    assert backendapi_server.url + CONVERSATION_PATH in message
+    assert 2 <= len(result.events) < 20
+    assert 0.8 <= elapsed <= 3.0
+
+
+def test_total_timeout_while_waiting_for_the_answer(
+    client_kind: str, silent_server: SilentServer
+) -> None:
+    result, elapsed = timed(
+        lambda: stream(
+            client_kind, silent_server.url, timeout=Timeout(connect=5, read=5, total=0.5)
+        )
+    )
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    assert "total" in str(result.error)
+    assert silent_server.url + CONVERSATION_PATH in str(result.error)
+    assert 0.4 <= elapsed <= 3.0
+
+
+def test_timeout_none_disables_every_timeout(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(GOOD)
+
+    result = stream(client_kind, backendapi_server.url, timeout=None)
+
+    assert result.client.timeout == Timeout(connect=None, read=None, total=None)
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def test_backoff_is_exponential_with_jitter(client_kind: str) -> None:
+    client = CLIENTS[client_kind]("http://127.0.0.1:9")
+    policy = client.retry
+    assert policy.max_retries == 2  # the default
+    for attempt in range(6):
+        ceiling = min(policy.backoff_max, policy.backoff_base * 2**attempt)
+        delays = [policy.backoff(attempt) for _ in range(200)]
+        assert all(0.5 * ceiling <= delay <= ceiling for delay in delays), attempt
+        assert max(delays) - min(delays) > 0.1 * ceiling  # jittered, not a constant
+    assert policy.backoff(10) <= policy.backoff_max
+
+
+def test_backoff_delay_is_waited(
+    client_kind: str, backendapi_server: BackendApiTestServer, retry_logs: Callable[[], List[str]]
+) -> None:
+    backendapi_server.reply(error_reply(503), GOOD)
+
+    result, elapsed = timed(lambda: stream(client_kind, backendapi_server.url))
+
+    assert result.error is None
+    (log,) = retry_logs()
+    match = re.search(r" in (\d+\.\d+) s ", log)
+    assert match is not None, log
+    delay = float(match.group(1))
+    assert 0.25 <= delay <= 0.5  # backoff_base 0.5 s, jitter factor 0.5 to 1
+    assert elapsed >= delay - 0.01
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+def test_retryable_status_then_success(
+    client_kind: str,
+    status: int,
+    backendapi_server: BackendApiTestServer,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    backendapi_server.reply(error_reply(status), GOOD)
+
+    result = stream(client_kind, backendapi_server.url)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    assert len(backendapi_server.requests) == 2
+    (log,) = retry_logs()
+    assert f"HTTP {status}" in log
+
+
+def test_503_twice_then_success(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backendapi_server.reply(error_reply(503, "overloaded"), error_reply(503, "overloaded"), GOOD)
+
+    result = stream(client_kind, backendapi_server.url, api_key=SECRET)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    assert len(backendapi_server.requests) == 3
+    logs = retry_logs()
+    assert len(logs) == 2
+    assert "(retry 1)" in logs[0] and "(retry 2)" in logs[1]
+    assert all(backendapi_server.url + CONVERSATION_PATH in log for log in logs)
+    assert SECRET not in caplog.text
+
+
+def test_retries_exhausted(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    backendapi_server.reply(*[error_reply(503, "overloaded")] * 3, GOOD)
+
+    result = stream(client_kind, backendapi_server.url)
+
+    assert isinstance(result.error, APIStatusError), result.error
+    assert result.error.status_code == 503
+    assert "overloaded" in str(result.error)
+    assert len(backendapi_server.requests) == 3
+    assert len(retry_logs()) == 2
+
+
+def test_max_retries_zero(
+    client_kind: str, backendapi_server: BackendApiTestServer, retry_logs: Callable[[], List[str]]
+) -> None:
+    backendapi_server.reply(error_reply(503, "overloaded"), GOOD)
+
+    result = stream(client_kind, backendapi_server.url, max_retries=0)
+
+    assert isinstance(result.error, APIStatusError), result.error
+    assert result.error.status_code == 503
+    assert len(backendapi_server.requests) == 1
+    assert retry_logs() == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_client_error_not_retried(
+    client_kind: str,
+    status: int,
+    backendapi_server: BackendApiTestServer,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    backendapi_server.reply(error_reply(status, "you asked wrong"), GOOD)
+
+    result = stream(client_kind, backendapi_server.url)
+
+    assert isinstance(result.error, APIStatusError), result.error
+    assert result.error.status_code == status
+    assert "you asked wrong" in str(result.error)
+    assert len(backendapi_server.requests) == 1
+    assert retry_logs() == []
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["0", email.utils.formatdate(time.time() - 3600, usegmt=True)],
+    ids=["seconds", "http-date-in-the-past"],
+)
+def test_retry_after_now_honoured(
+    client_kind: str,
+    retry_after: str,
+    backendapi_server: BackendApiTestServer,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    # Without Retry-After the first retry waits 0.25 to 0.5 s (see the backoff test).
+    backendapi_server.reply(error_reply(503, **{"Retry-After": retry_after}), GOOD)
+
+    result, elapsed = timed(lambda: stream(client_kind, backendapi_server.url))
+
+    assert result.error is None
+    assert len(backendapi_server.requests) == 2
+    (log,) = retry_logs()
+    assert " in 0.00 s " in log, log
+    assert elapsed < 2.0
+
+
+def test_retry_after_seconds_waited(
+    client_kind: str, backendapi_server: BackendApiTestServer, retry_logs: Callable[[], List[str]]
+) -> None:
+    backendapi_server.reply(error_reply(429, **{"Retry-After": "0.6"}), GOOD)
+
+    result, elapsed = timed(lambda: stream(client_kind, backendapi_server.url))
+
+    assert result.error is None
+    (log,) = retry_logs()
+    assert " in 0.60 s " in log, log
+    assert elapsed >= 0.6
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["3600", lambda: email.utils.formatdate(time.time() + 3600, usegmt=True)],
+    ids=["seconds", "http-date"],
+)
+def test_retry_after_beyond_cap_raises_at_once(
+    client_kind: str,
+    retry_after: Any,
+    backendapi_server: BackendApiTestServer,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    value = retry_after() if callable(retry_after) else retry_after
+    backendapi_server.reply(error_reply(429, "slow down", **{"Retry-After": value}), GOOD)
+
+    result, elapsed = timed(lambda: stream(client_kind, backendapi_server.url))
+
+    assert isinstance(result.error, APIStatusError), result.error
+    assert result.error.status_code == 429
+    assert "slow down" in str(result.error)
+    assert len(backendapi_server.requests) == 1
+    assert retry_logs() == []
+    assert elapsed < 2.0
+
+
+def test_cut_after_first_event_not_retried(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    # A retry would get the good reply queued behind and hide the cut: there must be none.
+    backendapi_server.reply(Reply([FIRST, Cut(), SECOND]), GOOD)
+
+    result = stream(client_kind, backendapi_server.url)
+
+    assert result.events == [FIRST]
+    assert isinstance(result.error, IncompleteStreamError), result.error
+    assert backendapi_server.url + CONVERSATION_PATH in str(result.error)
+    assert len(backendapi_server.requests) == 1
+    assert retry_logs() == []
+
+
+def test_cut_after_headers_not_retried(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    backendapi_server.reply(Reply([Cut(), FIRST]), GOOD)
+
+    result = stream(client_kind, backendapi_server.url)
+
+    assert result.events == []
+    assert isinstance(result.error, IncompleteStreamError), result.error
+    assert len(backendapi_server.requests) == 1
+    assert retry_logs() == []
+
+
+def test_reset_before_any_response_byte_retried(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    backendapi_server.reply(Reply(reset=True), GOOD)
+
+    result = stream(client_kind, backendapi_server.url)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    assert len(backendapi_server.requests) == 2
+    assert len(retry_logs()) == 1
+
+
+def test_reset_on_every_attempt(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    backendapi_server.reply(*[Reply(reset=True)] * 3, GOOD)
+
+    result = stream(client_kind, backendapi_server.url)
+
+    assert type(result.error) is APIConnectionError, result.error
+    assert backendapi_server.url + CONVERSATION_PATH in str(result.error)
+    assert len(backendapi_server.requests) == 3
+    assert len(retry_logs()) == 2
+
+
+@pytest.mark.parametrize("max_retries", [0, 3])
+def test_connection_refused_retried_then_raises(
+    client_kind: str,
+    max_retries: int,
+    refused_url: str,
+    fast_backoff: None,
+    retry_logs: Callable[[], List[str]],
+) -> None:
+    result = stream(client_kind, refused_url, max_retries=max_retries)
+
+    assert type(result.error) is APIConnectionError, result.error
+    assert refused_url + CONVERSATION_PATH in str(result.error)
+    assert len(retry_logs()) == max_retries
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_not_followed(
+    client_kind: str,
+    status: int,
+    backendapi_server: BackendApiTestServer,
+    second_server: BackendApiTestServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    location = second_server.url + CONVERSATION_PATH
+    backendapi_server.reply(Reply(status=status, headers={"Location": location}))
+
+    result = stream(client_kind, backendapi_server.url, api_key=SECRET)
+
+    assert isinstance(result.error, APIStatusError), result.error
+    assert result.error.status_code == status
+    message = str(result.error)
+    assert "redirect" in message
+    assert location in message
+    assert SECRET not in message and SECRET not in caplog.text
+    assert len(backendapi_server.requests) == 1
+    assert backendapi_server.requests[0].json["api_key"] == SECRET
+    # Not a request, not even a connection: the key never went to 127.0.0.2.
+    assert second_server.requests == []
+    assert second_server.connections_accepted == 0
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def test_tls_verified_by_default(
+    client_kind: str, tls: TLSSetup, retry_logs: Callable[[], List[str]]
+) -> None:
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+
+        result = stream(client_kind, server.url)
+
+        assert type(result.error) is APIConnectionError, result.error
+        message = str(result.error)
+        assert "certificate verification failed" in message
+        assert server.url + CONVERSATION_PATH in message
+        assert server.requests == []
+        assert retry_logs() == []  # a bad certificate is not retried
+
+
+@pytest.mark.parametrize("form", ["str", "Path"])
+def test_tls_ca_bundle_path(client_kind: str, form: str, tls: TLSSetup) -> None:
+    ca_bundle = str(tls.ca_path) if form == "str" else tls.ca_path
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=ca_bundle)
+
+        assert result.error is None
+        assert result.events == GOOD_EVENTS
+        assert len(server.requests) == 1
+
+
+def test_tls_ssl_context(client_kind: str, tls: TLSSetup) -> None:
+    context = ssl.create_default_context()
+    tls.ca.configure_trust(context)
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=context)
+
+        assert result.error is None
+        assert result.events == GOOD_EVENTS
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_verification_off(client_kind: str, tls: TLSSetup) -> None:
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=False)
+
+        assert result.error is None
+        assert result.events == GOOD_EVENTS
+
+
+def test_tls_other_ca_rejected(client_kind: str, tls: TLSSetup) -> None:
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        result = stream(client_kind, server.url, ssl=str(tls.other_ca_path))
+
+        assert type(result.error) is APIConnectionError, result.error
+        assert "certificate verification failed" in str(result.error)
+        assert server.requests == []
+
+
+def test_tls_wrong_host_rejected(client_kind: str, tls: TLSSetup) -> None:
+    with BackendApiTestServer(ssl_context=tls.wrong_host_context) as server:
+        result = stream(client_kind, server.url, ssl=str(tls.ca_path))
+
+        assert type(result.error) is APIConnectionError, result.error
+        assert "certificate verification failed" in str(result.error)
+        assert server.requests == []
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def proxied_stream(
+    kind: str, server: BackendApiTestServer, **options: Any
+) -> Tuple[Result, threading.Event]:
+    """Stream a reply that the server only finishes once the client has its first event.
+
+    A proxy (or client) that buffers the answer never hands out that event, so the stream
+    ends in a read timeout instead of succeeding.
+    """
+    release = threading.Event()
+    server.reply(Reply([FIRST, Wait(release), SECOND, FINISH]))
+
+    def on_event(event: RawResponse) -> None:
+        release.set()
+
+    try:
+        result = run_stream(
+            kind,
+            server.url,
+            client_options={"timeout": Timeout(connect=5, read=3), **options},
+            on_event=on_event,
+        )
+    finally:
+        release.set()
+    return result, release
+
+
+def test_explicit_proxy(
+    client_kind: str, backendapi_server: BackendApiTestServer, proxy: ForwardingProxy
+) -> None:
+    result, _ = proxied_stream(client_kind, backendapi_server, proxy=proxy.url)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    (proxied,) = proxy.requests
+    assert proxied.method == "POST"
+    assert proxied.target == backendapi_server.url + CONVERSATION_PATH
+    (received,) = backendapi_server.requests
+    assert received.json["messages"] == MESSAGES
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+def test_proxy_from_environment(
+    client_kind: str,
+    variable: str,
+    backendapi_server: BackendApiTestServer,
+    proxy: ForwardingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(variable, proxy.url)
+
+    result, _ = proxied_stream(client_kind, backendapi_server)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    (proxied,) = proxy.requests
+    assert proxied.target == backendapi_server.url + CONVERSATION_PATH
+    assert len(backendapi_server.requests) == 1
+
+
+@pytest.mark.parametrize("variable", ["NO_PROXY", "no_proxy"])
+def test_no_proxy_bypasses_proxy(
+    client_kind: str,
+    variable: str,
+    backendapi_server: BackendApiTestServer,
+    proxy: ForwardingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv(variable, "127.0.0.1")
+
+    result, _ = proxied_stream(client_kind, backendapi_server)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    assert proxy.requests == []
+    assert len(backendapi_server.requests) == 1
+
+
+# --------------------------------------------------------------------------- bad arguments
+
+
+BAD_CONSTRUCTOR_ARGUMENTS: List[Tuple[str, Callable[[], Dict[str, Any]], str]] = [
+    ("max_retries=-1", lambda: {"max_retries": -1}, "max_retries"),
+    ("max_retries=str", lambda: {"max_retries": "2"}, "max_retries"),
+    ("max_retries=2.0", lambda: {"max_retries": 2.0}, "max_retries"),
+    ("timeout=-1", lambda: {"timeout": -1}, "timeout"),
+    ("timeout=0", lambda: {"timeout": 0}, "timeout"),
+    ("timeout=str", lambda: {"timeout": "5"}, "timeout"),
+    ("Timeout(read=0)", lambda: {"timeout": Timeout(read=0)}, "read"),
+    ("Timeout(connect=-1)", lambda: {"timeout": Timeout(connect=-1)}, "connect"),
+    ("Timeout(total=0)", lambda: {"timeout": Timeout(total=0)}, "total"),
+    ("Timeout(read=str)", lambda: {"timeout": Timeout(read="5")}, "read"),
+    ("proxy=123", lambda: {"proxy": 123}, "proxy"),
+    ("proxy=not-a-url", lambda: {"proxy": "not a url"}, "proxy"),
+    ("max_connections=0", lambda: {"max_connections": 0}, "max_connections"),
+    ("max_connections=str", lambda: {"max_connections": "10"}, "max_connections"),
+    ("ssl=123", lambda: {"ssl": 123}, "ssl"),
+    ("ssl=missing-file", lambda: {"ssl": "/no/such/ca-bundle.pem"}, "ssl"),
+    ("max_event_size=0", lambda: {"max_event_size": 0}, "max_event_size"),
+    ("api_key=123", lambda: {"api_key": 123}, "api_key"),
+]
+
+
+def construct(kind: str, options: Callable[[], Dict[str, Any]]) -> Tuple[Any, List[str]]:
+    """Build the `kind` client with ``options()``; return (what it raised, unraisable errors).
+
+    The half-built client is released (and any ``__del__`` run) before returning, with the
+    interpreter's unraisable-exception hook recording what such a finaliser raised.
+    """
+    unraisable: List[str] = []
+    previous = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        unraisable.append(f"{type(info.exc_value).__name__}: {info.exc_value} in {info.object}")
+
+    sys.unraisablehook = hook
+    try:
+        try:
+            client = CLIENTS[kind]("http://127.0.0.1:9", **options())
+        except Exception as exc:
+            raised: Any = exc
+            exc.__traceback__ = None  # drops the frames holding the half-built client
+        else:
+            raised = None
+            if kind == "sync":
+                client.close()
+            del client
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    return raised, unraisable
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [pytest.param(options, name, id=label) for label, options, name in BAD_CONSTRUCTOR_ARGUMENTS],
+)
+def test_bad_constructor_argument(
+    client_kind: str, options: Callable[[], Dict[str, Any]], name: str
+) -> None:
+    raised, _ = construct(client_kind, options)
+
+    assert isinstance(raised, InvalidInputError), raised
+    assert isinstance(raised, (ValueError, TypeError))
+    assert name in str(raised), str(raised)
+
+
+def test_failed_constructor_is_silent(client_kind: str) -> None:
+    raised, unraisable = construct(client_kind, lambda: {"max_retries": -1})
+
+    assert isinstance(raised, InvalidInputError)
+    assert unraisable == []
+
+
+BAD_CREATE_ARGUMENTS: List[Tuple[str, Dict[str, Any], str]] = [
+    ("model=123", {"model": 123, "messages": MESSAGES}, "model"),
+    ("messages=str", {"model": "m", "messages": "Hello"}, "messages"),
+    ("messages=[]", {"model": "m", "messages": []}, "messages"),
+    ("api_key=123", {"model": "m", "messages": MESSAGES, "api_key": 123}, "api_key"),
+    ("media=123", {"model": "m", "messages": MESSAGES, "media": 123}, "media"),
+]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [pytest.param(arguments, name, id=label) for label, arguments, name in BAD_CREATE_ARGUMENTS],
+)
+def test_bad_create_argument(
+    client_kind: str, arguments: Dict[str, Any], name: str, silent_server: SilentServer
+) -> None:
+    client = CLIENTS[client_kind](silent_server.url)
+    try:
+        with pytest.raises(InvalidInputError) as caught:
+            client.create(**arguments)
+    finally:
+        if client_kind == "sync":
+            client.close()
+    assert name in str(caught.value), str(caught.value)
+    assert silent_server.connections() == 0  # raised before any network call
+
+
+# --------------------------------------------------------------------------- the doc
+
+
+def _test_names(path: Path) -> List[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.name.startswith("test_")
+    ]
+
+
+def test_reliability_doc_names_existing_tests() -> None:
+    """Every test named in docs/reliability.md exists, and every test here is named there."""
+    doc = DOC.read_text(encoding="utf-8")
+    listed: Dict[str, Optional[str]] = {}
+    for line in doc.splitlines():
+        if not line.lstrip().startswith("|"):
+            continue
+        for module, name in re.findall(
+            r"`(?:(?:tests/)?(test_\w+\.py)::)?(test_\w+)(?:\[[^\]`]*\])?`", line
+        ):
+            listed[name] = module or None
+    assert listed, f"no test names found in the tables of {DOC}"
+
+    modules = {path.name: set(_test_names(path)) for path in Path(__file__).parent.glob("*.py")}
+    everywhere = set().union(*modules.values())
+    missing = sorted(
+        name
+        for name, module in listed.items()
+        if name not in (modules.get(module, set()) if module else everywhere)
+    )
+    assert missing == [], f"{DOC.name} names tests that do not exist: {missing}"
+
+    unlisted = sorted(set(_test_names(Path(__file__))) - set(listed))
+    assert unlisted == [], f"tests of {Path(__file__).name} missing from {DOC.name}: {unlisted}"
