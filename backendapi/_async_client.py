@@ -7,35 +7,29 @@ import logging
 import os
 import ssl
 from types import TracebackType
-from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, AsyncIterator, Dict, List, Optional, Type, Union
 
 import aiohttp
 import certifi
 
 from ._answer import Answer
 from ._base import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_TIMEOUT,
     ERROR_BODY_LIMIT,
     BaseClient,
     Exchange,
-    SSLOption,
     StreamCore,
     Timeout,
 )
-from ._decoder import DEFAULT_MAX_EVENT_SIZE
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
     BackendApiError,
     DecodeError,
     IncompleteStreamError,
-    InvalidInputError,
 )
 from ._events import RawResponse
 from ._media import MediaInput
 from ._request import Messages
-from ._retry import RetryPolicy
 
 __all__ = ["AsyncBackendApiClient", "AsyncStream"]
 
@@ -45,7 +39,7 @@ logger = logging.getLogger("backendapi")
 SSLContextType = ssl.SSLContext
 
 
-class AsyncBackendApiClient(BaseClient):
+class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
     """Async client for a Backend API server; the twin of :class:`BackendApiClient`.
 
     >>> async with AsyncBackendApiClient("http://localhost:8080") as client:  # doctest: +SKIP
@@ -53,49 +47,18 @@ class AsyncBackendApiClient(BaseClient):
     ...         if event.type == "content":
     ...             print(event.content, end="", flush=True)
 
-    It takes the same arguments as :class:`BackendApiClient`, with
-    ``session`` an ``aiohttp.ClientSession`` of yours (left open by the
-    client). Without one, the client makes its own session on first use;
+    It takes the arguments :class:`BaseClient` lists, the same as
+    :class:`BackendApiClient`; ``session`` is an ``aiohttp.ClientSession``
+    of yours (left open by the client). Without one, the client makes its own session on first use;
     close it with ``async with`` or :meth:`aclose`. Like ``requests``, the
     client's own session honours ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``,
     and trusts the same CA bundle (certifi's) by default.
     """
 
-    def __init__(
-        self,
-        base_url: Optional[str] = None,
-        *,
-        api_key: Optional[str] = None,
-        headers: Optional[Mapping[str, str]] = None,
-        ssl: SSLOption = None,
-        timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
-        session: Optional[aiohttp.ClientSession] = None,
-        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
-        upload_media: bool = False,
-        max_retries: Union[int, RetryPolicy] = 2,
-        proxy: Optional[str] = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            headers=headers,
-            ssl=ssl,
-            timeout=timeout,
-            max_event_size=max_event_size,
-            upload_media=upload_media,
-            max_retries=max_retries,
-            proxy=proxy,
-            max_connections=max_connections,
-        )
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise InvalidInputError(
-                f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
-            )
-        self._session = session
+    _session_type = aiohttp.ClientSession
+
+    def _setup(self) -> None:
         self._session_loop: Optional[asyncio.AbstractEventLoop] = None
-        self._owns_session = session is None
-        self._closed = False
 
     def create(
         self,

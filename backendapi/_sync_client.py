@@ -7,7 +7,7 @@ import ssl
 import threading
 import time
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Type, Union
+from typing import Any, Dict, Iterator, List, Optional, Type, Union
 
 import requests
 import urllib3.exceptions
@@ -15,17 +15,13 @@ from requests.adapters import HTTPAdapter
 
 from ._answer import Answer
 from ._base import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_TIMEOUT,
     ERROR_BODY_LIMIT,
     READ_SIZE,
     BaseClient,
     Exchange,
-    SSLOption,
     StreamCore,
     Timeout,
 )
-from ._decoder import DEFAULT_MAX_EVENT_SIZE
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -37,7 +33,6 @@ from ._errors import (
 from ._events import RawResponse
 from ._media import MediaInput
 from ._request import Messages
-from ._retry import RetryPolicy
 
 __all__ = ["BackendApiClient", "Stream"]
 
@@ -47,83 +42,28 @@ logger = logging.getLogger("backendapi")
 SSLContextType = ssl.SSLContext
 
 
-class BackendApiClient(BaseClient):
-    """Blocking client for a Backend API server.
+class BackendApiClient(BaseClient[requests.Session]):
+    """Blocking client for a Backend API server, on ``requests``.
 
     >>> with BackendApiClient("http://localhost:8080") as client:  # doctest: +SKIP
     ...     for event in client.create("gpt-4o", [{"role": "user", "content": "Hi"}]):
     ...         if event.type == "content":
     ...             print(event.content, end="", flush=True)
 
-    Arguments (the same as :class:`AsyncBackendApiClient`'s):
-
-    * ``base_url``: the server's root, e.g. ``"http://localhost:8080"``; when
-      omitted, ``BACKENDAPI_BASE_URL``, else ``http://localhost:8080``.
-    * ``api_key``: sent as the body's ``api_key`` when a call gives none; when
-      omitted, ``BACKENDAPI_API_KEY``.
-    * ``headers``: extra HTTP headers for every request.
-    * ``ssl``: True (verify, the default), False, an ``ssl.SSLContext``, or a
-      CA bundle path.
-    * ``timeout``: a :class:`Timeout`, a number of seconds for both connect
-      and read, or None for no timeout.
-    * ``session``: a ``requests.Session`` of yours; the client uses it and
-      leaves closing it to you.
-    * ``max_event_size``: largest event in bytes (default 64 MiB).
-    * ``upload_media``: send local media as multipart file parts (raw bytes)
-      instead of base64 ``data:`` URIs, a third fewer bytes on the wire.
-    * ``max_retries``: retries of a request that failed before any of its
-      answer was read; 0 disables; a :class:`RetryPolicy` also sets the
-      backoff.
-    * ``proxy``: a proxy URL for every request; without it ``HTTP_PROXY``,
-      ``HTTPS_PROXY`` and ``NO_PROXY`` apply.
-    * ``max_connections``: connections the client's own session keeps open at
-      once (default 1000).
-
-    One client may be shared by several threads. Redirects are not followed:
-    the conversation body carries the api key, and a redirect must not carry
-    it elsewhere; a 3xx answer raises :class:`APIStatusError`.
+    It takes the arguments :class:`BaseClient` lists, the same as
+    :class:`AsyncBackendApiClient`; ``session`` is a ``requests.Session``.
+    One client may be shared by several threads.
     """
 
-    def __init__(
-        self,
-        base_url: Optional[str] = None,
-        *,
-        api_key: Optional[str] = None,
-        headers: Optional[Mapping[str, str]] = None,
-        ssl: SSLOption = None,
-        timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
-        session: Optional[requests.Session] = None,
-        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
-        upload_media: bool = False,
-        max_retries: Union[int, RetryPolicy] = 2,
-        proxy: Optional[str] = None,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            headers=headers,
-            ssl=ssl,
-            timeout=timeout,
-            max_event_size=max_event_size,
-            upload_media=upload_media,
-            max_retries=max_retries,
-            proxy=proxy,
-            max_connections=max_connections,
-        )
-        if session is not None and not isinstance(session, requests.Session):
-            raise InvalidInputError(
-                f"session must be a requests.Session, not {type(session).__name__}"
-            )
-        if session is not None and isinstance(self.ssl, SSLContextType):
+    _session_type = requests.Session
+
+    def _setup(self) -> None:
+        if not self._owns_session and isinstance(self.ssl, SSLContextType):
             raise InvalidInputError(
                 "ssl=SSLContext cannot be applied to a session you own; "
                 "mount an adapter with that context on your session instead"
             )
-        self._session = session
-        self._owns_session = session is None
         self._lock = threading.Lock()
-        self._closed = False
 
     def create(
         self,
