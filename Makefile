@@ -24,8 +24,8 @@ test: $(STAMP)
 RUFF_OPTS := --line-length 100 --target-version py39
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(RUFF_OPTS) --select E,F,W,I,UP,B,SIM,RUF --ignore UP006,UP007,UP035,UP045,RUF022 backendapi tests examples
-	$(BIN)/ruff format $(RUFF_OPTS) --check backendapi tests examples
+	$(BIN)/ruff check $(RUFF_OPTS) --select E,F,W,I,UP,B,SIM,RUF --ignore UP006,UP007,UP035,UP045,RUF022 backendapi tests examples benchmarks
+	$(BIN)/ruff format $(RUFF_OPTS) --check backendapi tests examples benchmarks
 	$(BIN)/mypy --strict backendapi
 
 demo: $(STAMP)
@@ -33,3 +33,15 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# `make bench`: the benchmark suite (docs/performance.md), a few minutes on 2 cores.
+# `make bench BENCH_ARGS=--quick` is a smoke run; `python -m benchmarks --help` lists options.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(BIN)/python setup.cfg setup.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+.PHONY: bench
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)

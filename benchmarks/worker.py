@@ -1,0 +1,574 @@
+"""One measurement in a fresh process: ``python -m benchmarks.worker '<json spec>'``.
+
+The parent (``benchmarks.run``) starts one worker per measurement, so peak
+memory and imported modules belong to that measurement alone, and the CPU
+time read here (``time.process_time()``: user + system time of this process,
+all its threads) never includes the server's. The worker prints one line,
+``RESULT <json>``.
+
+Each client imports its libraries and builds its session in ``setup()``,
+before the clock starts; ``stream()`` sends one conversation request and
+consumes every event the way the README (or the library's docs) suggests,
+counting events and ``content`` characters so the parent can check that every
+client saw the whole stream.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+PATH = "/backend-api/v2/conversation"
+MESSAGES = [{"role": "user", "content": "Benchmark"}]
+
+
+def request_body(kind: str) -> Dict[str, Any]:
+    """What ``client.create("bench", MESSAGES, bench=kind)`` sends."""
+    return {"model": "bench", "messages": MESSAGES, "media": None, "api_key": None, "bench": kind}
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def rss_bytes() -> int:
+    """The current resident set size."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize()
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM); False if not allowed here."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_bytes() -> int:
+    """The peak RSS since the last reset (VmHWM), else since the process started."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# --------------------------------------------------------------------------- clients
+
+
+class Client:
+    """One way of reading the stream; subclasses fill in setup/stream/close."""
+
+    framing = "sse"
+    kind = "t"
+
+    def setup(self, base_url: str, framing: str, kind: str) -> None:
+        self.base_url = base_url
+        self.url = base_url + PATH
+        self.framing = framing
+        self.kind = kind
+
+    def stream(self) -> Tuple[int, int]:
+        """Read one whole stream; return (events, content characters)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncClient(Client):
+    """Runs its coroutines on one event loop created in setup()."""
+
+    def setup(self, base_url: str, framing: str, kind: str) -> None:
+        import asyncio
+
+        super().setup(base_url, framing, kind)
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self.asetup())
+
+    async def asetup(self) -> None:
+        pass
+
+    async def astream(self) -> Tuple[int, int]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        pass
+
+    def stream(self) -> Tuple[int, int]:
+        return self.loop.run_until_complete(self.astream())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.aclose())
+        self.loop.close()
+
+
+class SdkSync(Client):
+    """``BackendApiClient``, as in the README's quick start."""
+
+    def setup(self, base_url: str, framing: str, kind: str) -> None:
+        super().setup(base_url, framing, kind)
+        from backendapi import BackendApiClient
+
+        self.client = BackendApiClient(base_url)
+        self.last: Any = None
+
+    def stream(self) -> Tuple[int, int]:
+        events = chars = 0
+        with self.client.create("bench", MESSAGES, bench=self.kind) as stream:
+            for event in stream:
+                events += 1
+                if event.type == "content":
+                    chars += len(event.content)
+        self.last = stream
+        return events, chars
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class SdkAsync(AsyncClient):
+    """``AsyncBackendApiClient``, as in the README's quick start."""
+
+    async def asetup(self) -> None:
+        from backendapi import AsyncBackendApiClient
+
+        self.client = AsyncBackendApiClient(self.base_url)
+        self.last: Any = None
+
+    async def astream(self) -> Tuple[int, int]:
+        events = chars = 0
+        async with self.client.create("bench", MESSAGES, bench=self.kind) as stream:
+            async for event in stream:
+                events += 1
+                if event.type == "content":
+                    chars += len(event.content)
+        self.last = stream
+        return events, chars
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class RequestsLines(Client):
+    """``requests`` + ``iter_lines()`` (its default chunk_size, 512) + ``json.loads``.
+
+    SSE is read the way a hand-written loop does: every ``data:`` line is JSON.
+    """
+
+    def setup(self, base_url: str, framing: str, kind: str) -> None:
+        super().setup(base_url, framing, kind)
+        import requests
+
+        self.session = requests.Session()
+
+    def stream(self) -> Tuple[int, int]:
+        loads = json.loads
+        events = chars = 0
+        with self.session.post(
+            self.url,
+            json=request_body(self.kind),
+            headers={"Accept": "text/event-stream"},
+            stream=True,
+        ) as response:
+            response.raise_for_status()
+            if self.framing == "ndjson":
+                for line in response.iter_lines():
+                    if line:
+                        obj = loads(line)
+                        events += 1
+                        if obj["type"] == "content":
+                            chars += len(obj["content"])
+            else:
+                for line in response.iter_lines():
+                    if line.startswith(b"data:"):
+                        obj = loads(line[5:])
+                        events += 1
+                        if obj["type"] == "content":
+                            chars += len(obj["content"])
+        return events, chars
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class AiohttpLines(AsyncClient):
+    """``aiohttp`` + ``async for line in response.content`` + ``json.loads``."""
+
+    async def asetup(self) -> None:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession()
+
+    async def astream(self) -> Tuple[int, int]:
+        loads = json.loads
+        events = chars = 0
+        async with self.session.post(
+            self.url, json=request_body(self.kind), headers={"Accept": "text/event-stream"}
+        ) as response:
+            response.raise_for_status()
+            if self.framing == "ndjson":
+                async for line in response.content:
+                    line = line.strip()
+                    if line:
+                        obj = loads(line)
+                        events += 1
+                        if obj["type"] == "content":
+                            chars += len(obj["content"])
+            else:
+                async for line in response.content:
+                    if line.startswith(b"data:"):
+                        obj = loads(line[5:])
+                        events += 1
+                        if obj["type"] == "content":
+                            chars += len(obj["content"])
+        return events, chars
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+class HttpxSse(Client):
+    """``httpx`` + ``httpx-sse`` (``connect_sse`` / ``iter_sse``) + ``json.loads``.
+
+    httpx-sse reads SSE only; for NDJSON this is ``httpx`` ``iter_lines()`` +
+    ``json.loads``, the nearest thing with the same HTTP stack.
+    """
+
+    def setup(self, base_url: str, framing: str, kind: str) -> None:
+        super().setup(base_url, framing, kind)
+        import httpx
+        from httpx_sse import connect_sse
+
+        self.client = httpx.Client(timeout=60.0)
+        self.connect_sse = connect_sse
+
+    def stream(self) -> Tuple[int, int]:
+        connect_sse = self.connect_sse
+        loads = json.loads
+        events = chars = 0
+        body = request_body(self.kind)
+        if self.framing == "ndjson":
+            with self.client.stream(
+                "POST", self.url, json=body, headers={"Accept": "text/event-stream"}
+            ) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if line:
+                        obj = loads(line)
+                        events += 1
+                        if obj["type"] == "content":
+                            chars += len(obj["content"])
+        else:
+            with connect_sse(self.client, "POST", self.url, json=body) as source:
+                source.response.raise_for_status()
+                for sse in source.iter_sse():
+                    obj = loads(sse.data)
+                    events += 1
+                    if obj["type"] == "content":
+                        chars += len(obj["content"])
+        return events, chars
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class HttpxSseAsync(AsyncClient):
+    """``httpx.AsyncClient`` + ``aconnect_sse`` / ``aiter_sse`` (NDJSON: ``aiter_lines``)."""
+
+    async def asetup(self) -> None:
+        import httpx
+        from httpx_sse import aconnect_sse
+
+        self.client = httpx.AsyncClient(timeout=60.0)
+        self.aconnect_sse = aconnect_sse
+
+    async def astream(self) -> Tuple[int, int]:
+        aconnect_sse = self.aconnect_sse
+        loads = json.loads
+        events = chars = 0
+        body = request_body(self.kind)
+        if self.framing == "ndjson":
+            async with self.client.stream(
+                "POST", self.url, json=body, headers={"Accept": "text/event-stream"}
+            ) as response:
+                response.raise_for_status()
+                async for line in response.aiter_lines():
+                    if line:
+                        obj = loads(line)
+                        events += 1
+                        if obj["type"] == "content":
+                            chars += len(obj["content"])
+        else:
+            async with aconnect_sse(self.client, "POST", self.url, json=body) as source:
+                source.response.raise_for_status()
+                async for sse in source.aiter_sse():
+                    obj = loads(sse.data)
+                    events += 1
+                    if obj["type"] == "content":
+                        chars += len(obj["content"])
+        return events, chars
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class SeedRawResponse:
+    """gpt4free's ``RawResponse`` as the seed used it: keyword arguments become attributes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+
+class Seed(AsyncClient):
+    """The seed's design: a session per call, ``json.loads`` per line, NDJSON only.
+
+    ``async with ClientSession(headers=...)`` / ``session.post(json=...)`` /
+    ``async for line in response.content`` /
+    ``yield RawResponse(**json.loads(line))``, as in the seed's design note.
+    """
+
+    async def asetup(self) -> None:
+        import aiohttp
+
+        self.aiohttp = aiohttp
+
+    async def _generate(self) -> Any:
+        async with self.aiohttp.ClientSession(headers={"Accept": "text/event-stream"}) as session:
+            response = await session.post(self.url, json=request_body(self.kind))
+            async with response:
+                response.raise_for_status()
+                async for line in response.content:
+                    yield SeedRawResponse(**json.loads(line))
+
+    async def astream(self) -> Tuple[int, int]:
+        events = chars = 0
+        async for event in self._generate():
+            events += 1
+            if event.type == "content":
+                chars += len(event.content)
+        return events, chars
+
+
+CLIENTS: Dict[str, Callable[[], Client]] = {
+    "sdk-sync": SdkSync,
+    "sdk-async": SdkAsync,
+    "requests": RequestsLines,
+    "aiohttp": AiohttpLines,
+    "httpx-sse": HttpxSse,
+    "httpx-sse-async": HttpxSseAsync,
+    "seed": Seed,
+}
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """One stream through one client: wall time, CPU time, peak RSS above the start."""
+    if spec.get("no_answer"):
+        _disable_answer()
+    client = CLIENTS[spec["client"]]()
+    client.setup(spec["base_url"], spec["framing"], spec.get("kind", "t"))
+    gc.collect()
+    rss0 = rss_bytes()
+    exact_peak = reset_peak()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    events, chars = client.stream()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    peak = peak_bytes()
+    result = {
+        "events": events,
+        "chars": chars,
+        "wall": wall,
+        "cpu": cpu,
+        "rss0": rss0,
+        "peak": peak,
+        "peak_delta": max(0, peak - rss0),
+        "peak_exact": exact_peak,
+    }
+    last = getattr(client, "last", None)
+    if last is not None:
+        result["answer_bytes"] = _answer_bytes(last.answer)
+    client.close()
+    return result
+
+
+def _disable_answer() -> None:
+    """Diagnostic only: stop ``Answer`` from keeping each event's text."""
+    from backendapi import _answer
+
+    def add(self: Any, event: Any) -> None:
+        self.events += 1
+
+    _answer.Answer.add = add  # type: ignore[method-assign]
+
+
+def _answer_bytes(answer: Any) -> int:
+    """Memory held by the stream's ``Answer`` (its list of content strings)."""
+    parts: List[str] = getattr(answer, "_content", [])
+    return sys.getsizeof(parts) + sum(sys.getsizeof(part) for part in parts)
+
+
+def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """One ``AsyncBackendApiClient`` (default settings): one big stream, then N small ones."""
+    import asyncio
+    import urllib.request
+
+    from backendapi import AsyncBackendApiClient
+
+    streams: int = spec["streams"]
+
+    def stats() -> Dict[str, Any]:
+        with urllib.request.urlopen(spec["stats_url"]) as answer:
+            result: Dict[str, Any] = json.loads(answer.read())
+            return result
+
+    async def one(client: Any, kind: str, started: float, firsts: List[float]) -> int:
+        events = 0
+        async with client.create("bench", MESSAGES, bench=kind) as stream:
+            async for event in stream:
+                if not events:
+                    firsts.append(time.perf_counter() - started)
+                events += 1
+                if event.type == "content":
+                    len(event.content)
+        return events
+
+    async def main() -> Dict[str, Any]:
+        single: List[Dict[str, float]] = []
+        many: List[Dict[str, Any]] = []
+        async with AsyncBackendApiClient(spec["base_url"]) as client:
+            connector = client._get_session().connector
+            limit = getattr(connector, "limit", None)
+            limit_per_host = getattr(connector, "limit_per_host", None)
+            for _ in range(spec["runs"]):
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                events = await one(client, "t", wall0, [])
+                single.append(
+                    {
+                        "events": events,
+                        "wall": time.perf_counter() - wall0,
+                        "cpu": time.process_time() - cpu0,
+                    }
+                )
+                before = stats()  # also resets the server's peak
+                firsts: List[float] = []
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                counts = await asyncio.gather(
+                    *(one(client, "c", wall0, firsts) for _ in range(streams))
+                )
+                wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+                after = stats()
+                firsts.sort()
+                many.append(
+                    {
+                        "events": sum(counts),
+                        "min_events": min(counts),
+                        "wall": wall,
+                        "cpu": cpu,
+                        "peak_connections": after["peak_connections"],
+                        "new_connections": after["connections"] - before["connections"],
+                        "first_event_median": firsts[len(firsts) // 2],
+                        "first_event_max": firsts[-1],
+                    }
+                )
+        return {
+            "single": single,
+            "many": many,
+            "limit": limit,
+            "limit_per_host": limit_per_host,
+        }
+
+    return asyncio.run(main())
+
+
+def measure_decode(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """One big event fed to ``EventDecoder`` in small pieces vs ``json.loads`` on it."""
+    import base64
+    import os
+
+    from backendapi import EventDecoder
+
+    size: int = spec["size"]
+    piece: int = spec["piece"]
+    prefix, suffix = b'{"type": "content", "content": "', b'"}'
+    room = size - len(prefix) - len(suffix)
+    payload = base64.b64encode(os.urandom(room * 3 // 4 + 3))[:room]
+    event = prefix + payload + suffix
+    del payload
+    assert len(event) == size
+    framed = {
+        "ndjson": event + b"\n",
+        "sse": b"event: content\ndata: " + event + b"\n\n",
+    }
+    limit = size + (1 << 20)  # the measurement is about speed, not the size limit
+    times: Dict[str, List[float]] = {"json": [], "ndjson": [], "sse": []}
+    for _ in range(spec["runs"]):
+        gc.collect()
+        start = time.perf_counter()
+        obj = json.loads(event)
+        times["json"].append(time.perf_counter() - start)
+        assert len(obj["content"]) == room
+        del obj
+        for framing, data in framed.items():
+            pieces = [data[i : i + piece] for i in range(0, len(data), piece)]
+            gc.collect()
+            decoder = EventDecoder(max_event_size=limit)
+            out = []
+            start = time.perf_counter()
+            for part in pieces:
+                out.extend(decoder.feed(part))
+            out.extend(decoder.close())
+            times[framing].append(time.perf_counter() - start)
+            assert len(out) == 1 and len(out[0].content) == room
+            del out, pieces, decoder
+    return {"times": times, "pieces": -(-len(framed["ndjson"]) // piece), "limit": limit}
+
+
+def measure_profile(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """cProfile of one stream through ``BackendApiClient``; the top lines by tottime."""
+    import cProfile
+    import io
+    import pstats
+
+    client = SdkSync()
+    client.setup(spec["base_url"], spec["framing"], "t")
+    profile = cProfile.Profile()
+    profile.enable()
+    events, _ = client.stream()
+    profile.disable()
+    client.close()
+    text = io.StringIO()
+    stats = pstats.Stats(profile, stream=text).strip_dirs().sort_stats("tottime")
+    stats.print_stats(spec.get("top", 15))
+    return {"events": events, "text": text.getvalue()}
+
+
+MODES: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+    "stream": measure_stream,
+    "concurrency": measure_concurrency,
+    "decode": measure_decode,
+    "profile": measure_profile,
+}
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    spec = json.loads((argv or sys.argv[1:])[0])
+    result = MODES[spec["mode"]](spec)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
