@@ -328,9 +328,13 @@ class Exchange:
         self.secrets = secrets
         self.deadline: Optional[float] = None
         """When the total timeout expires (``time.monotonic()``), if one is set."""
+        self.started: Optional[float] = None
+        """When the call went out (``time.monotonic()``), once it did."""
 
     def start_clock(self, total: Optional[float]) -> None:
-        """Start counting the total timeout, if any."""
+        """Note when the call started; start counting the total timeout, if any."""
+        if self.started is None:
+            self.started = time.monotonic()
         if total is not None and self.deadline is None:
             self.deadline = time.monotonic() + total
 
@@ -544,12 +548,14 @@ class StreamCore(Exchange):
 
     def log_end(self, outcome: str) -> None:
         """Log a one-line summary of the finished stream."""
+        seconds = 0.0 if self.started is None else time.monotonic() - self.started
         logger.debug(
-            "stream %s %s: %d events, %d bytes",
+            "stream %s %s: %d events, %d bytes, %.3f s",
             self.request.url,
             outcome,
             self.events_yielded,
             self.bytes_received,
+            seconds,
         )
 
 
