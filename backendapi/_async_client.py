@@ -7,7 +7,7 @@ import logging
 import os
 import ssl
 from types import TracebackType
-from typing import Any, AsyncIterator, Dict, List, Optional, Type, Union
+from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional, Type, Union
 
 import aiohttp
 import certifi
@@ -59,6 +59,7 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
 
     def _setup(self) -> None:
         self._session_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._closer: Optional[AsyncGenerator[None, None]] = None
 
     def create(
         self,
@@ -123,7 +124,10 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             self._drop_session()  # made on a loop that is gone: nothing there to await
             return
         session, self._session = self._session, None
-        if session is not None and self._owns_session:
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            await closer.aclose()  # closes the session
+        elif session is not None and self._owns_session:
             await session.close()
 
     async def __aenter__(self) -> AsyncBackendApiClient:
@@ -156,7 +160,7 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
     async def _send(self, exchange: Exchange) -> aiohttp.ClientResponse:
         """Send the request, retrying as :attr:`retry` allows; return the answer's head."""
         request = exchange.request
-        session = self._get_session()
+        session = await self._get_session()
         options = self._request_options()
         attempt = 0
         while True:
@@ -206,31 +210,44 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             options["ssl"] = self._ssl_context()
         return options
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    async def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise BackendApiError("the client is closed")
         loop = asyncio.get_running_loop()
         if self._session is not None and self._owns_session and self._session_loop is not loop:
             # A new event loop (asyncio.run called again, as scripts and notebooks do):
-            # the old session belongs to a loop that is gone and cannot be awaited.
+            # the old session belonged to a loop that is gone.
             self._drop_session()
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 ssl=self._ssl_context(), limit=self.max_connections, limit_per_host=0
             )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            if self._owns_session:
+                # The loop closes every live async generator before it stops (asyncio.run
+                # calls shutdown_asyncgens), and finalises a collected one on the loop:
+                # either way this one closes the session while its loop can still await.
+                self._closer = _close_at_loop_end(session)
+                await self._closer.__anext__()
+            self._session = session
             self._session_loop = loop
         return self._session
 
     def _drop_session(self) -> None:
-        """Close the own session's connections without awaiting (no loop may be running)."""
+        """Forget the own session; release its connections without awaiting.
+
+        Sessions made by the client are normally closed on their loop by their
+        closer (see :meth:`_get_session`); this is for what is left when that loop
+        is gone or not running.
+        """
         session, self._session = self._session, None
+        self._closer = None
         if session is None or not self._owns_session or session.closed:
             return
         connector = session.connector
         session.detach()
         if connector is not None:
-            connector._close()  # closes every transport now; close() would need the loop
+            connector._close()  # closes every transport while the loop still runs
 
     def __del__(self) -> None:
         # An own session left open would leak its sockets and make aiohttp warn.
@@ -415,6 +432,15 @@ class AsyncStream(AsyncIterator[RawResponse]):
         else:
             response.close()  # the server sees the connection close
         self._core.log_end(outcome)
+
+
+async def _close_at_loop_end(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Suspended once started; closes ``session`` when the generator is closed."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
 
 
 def _may_retry(exc: BaseException) -> bool:
