@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -370,13 +369,6 @@ def _serve_test_command(args: argparse.Namespace) -> int:
     """``backendapi serve-test``: a scripted server in the foreground until SIGINT/SIGTERM."""
     from .testing import BackendApiTestServer, Reply
 
-    options: Dict[str, Any] = {}
-    if "port" in inspect.signature(BackendApiTestServer).parameters:
-        options["port"] = args.port
-    elif args.port != 0:
-        raise UsageError(
-            "--port: this version of backendapi.testing picks the port itself; use --port 0"
-        )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Optional[FrameType]) -> None:
@@ -386,7 +378,7 @@ def _serve_test_command(args: argparse.Namespace) -> int:
         signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        server = BackendApiTestServer(args.host, **options)
+        server = BackendApiTestServer(args.host, port=args.port)
         server.default_reply = Reply.answer(args.text, framing=args.framing)
         try:
             server.start()

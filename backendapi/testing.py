@@ -486,7 +486,7 @@ async def _act(request: web.BaseRequest, action: Pause | Wait | Hold | Cut) -> N
 
 
 class _CountingSite(web.BaseSite):
-    """A TCP site like `web.TCPSite` (on an ephemeral port) that counts accepted connections.
+    """A TCP site like `web.TCPSite` that counts accepted connections.
 
     asyncio calls a server's protocol factory once per accepted connection; this site hands
     `loop.create_server` the runner's factory wrapped so that each call is reported to
@@ -499,10 +499,12 @@ class _CountingSite(web.BaseSite):
         host: str,
         on_connection: Callable[[], None],
         *,
+        port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host = host
+        self._port = port
         self._on_connection = on_connection
 
     @property
@@ -524,7 +526,7 @@ class _CountingSite(web.BaseSite):
             return server()
 
         self._server = await asyncio.get_running_loop().create_server(
-            accept, self._host, 0, ssl=self._ssl_context
+            accept, self._host, self._port, ssl=self._ssl_context
         )
 
 
@@ -545,7 +547,8 @@ class BackendApiTestServer:
     rejected with 400 or 404 leave the queued replies alone.
 
     Args:
-        host: the address to listen on; the port is picked by the system.
+        host: the address to listen on.
+        port: the port to listen on; 0, the default, lets the system pick a free one.
         known_providers: when given, a conversation request naming a provider outside this
             collection gets g4f's 404 ``Provider not found``. Requests without a provider
             are accepted, as g4f then picks one itself.
@@ -565,11 +568,14 @@ class BackendApiTestServer:
         self,
         host: str = "127.0.0.1",
         *,
+        port: int = 0,
         known_providers: Collection[str] | None = None,
         shutdown_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.requested_port = port
+        """The port asked for (0: any free one); `port` is the one bound."""
         self.known_providers = known_providers
         self.shutdown_timeout = shutdown_timeout
         #: Serves HTTPS with this context when set (see the ``ssl_context`` argument).
@@ -704,7 +710,11 @@ class BackendApiTestServer:
         await runner.setup()
         try:
             await _CountingSite(
-                runner, self.host, self._count_connection, ssl_context=self.ssl_context
+                runner,
+                self.host,
+                self._count_connection,
+                port=self.requested_port,
+                ssl_context=self.ssl_context,
             ).start()
         except BaseException:
             await runner.cleanup()

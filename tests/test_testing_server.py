@@ -712,3 +712,14 @@ def test_json_requests_have_no_form_or_files(backendapi_server: BackendApiTestSe
     post(backendapi_server)
     recorded = last_request(backendapi_server)
     assert (recorded.form, recorded.files, recorded.media_urls) == ({}, [], [])
+
+
+def test_server_listens_on_the_port_asked_for() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    with BackendApiTestServer(port=free_port) as server:
+        assert server.port == free_port
+        assert server.url == f"http://127.0.0.1:{free_port}"
+        with socket.create_connection(("127.0.0.1", free_port), timeout=5):
+            pass
