@@ -721,5 +721,9 @@ def test_server_listens_on_the_port_asked_for() -> None:
     with BackendApiTestServer(port=free_port) as server:
         assert server.port == free_port
         assert server.url == f"http://127.0.0.1:{free_port}"
-        with socket.create_connection(("127.0.0.1", free_port), timeout=5):
-            pass
+        connection = http.client.HTTPConnection("127.0.0.1", free_port, timeout=5)
+        try:
+            connection.request("GET", "/backend-api/v2/version")
+            assert json.loads(connection.getresponse().read())["version"] == "8.8.6"
+        finally:
+            connection.close()
