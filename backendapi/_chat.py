@@ -444,24 +444,10 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
     ) -> AsyncStream:
         """Send a user message; return the client's :class:`AsyncStream` of the answer.
 
-        The request carries the whole history plus the new user message, the
-        chat's provider, its options (``kwargs`` override them for this turn
-        only; ``model=`` and ``provider=`` too), and ``conversation``: the
-        state stored under the provider's name, or all the state for no
-        provider or ``"AnyProvider"``, or nothing when there is none (pass
-        ``conversation=`` to override). ``media`` goes with this turn only and
-        is not kept in the history.
-
-        The history changes only when the stream completes without error: then
-        the user message and ``{"role": "assistant", "content": answer.text}``
-        are appended and the answer's ``conversation`` state is merged in. A
-        turn that fails (HTTP error, ``error`` event, broken connection) or is
-        closed before its end leaves the chat as it was, so it can be sent
-        again.
-
-        Sending again before an earlier turn's stream has ended is allowed:
-        each request carries the history as it was when ``send`` was called,
-        and turns enter the history in the order their streams complete.
+        What is sent, and when the history changes, is exactly as for
+        :meth:`Chat.send`: history plus the new message, the provider's
+        ``conversation`` state, and the history updated only once the stream
+        completes without error.
         """
         turn = self._start_turn(content, api_key, kwargs)
         stream = self.client.create(turn.model, turn.messages, media, turn.api_key, **turn.options)
