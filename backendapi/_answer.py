@@ -8,6 +8,10 @@ from ._events import RawResponse
 
 __all__ = ["Answer"]
 
+# Content pieces are joined into one string every CONTENT_CHUNK of them, so a long
+# answer of small tokens is held as a few thousand strings, not millions.
+CONTENT_CHUNK = 1024
+
 
 class Answer:
     """What a turn produced, gathered event by event.
@@ -24,9 +28,11 @@ class Answer:
     """
 
     __slots__ = (
+        "_chunks",
         "_content",
         "_reasoning",
         "_text",
+        "_text_events",
         "conversation",
         "events",
         "finish_reason",
@@ -39,9 +45,11 @@ class Answer:
     )
 
     def __init__(self) -> None:
-        self._content: List[str] = []
+        self._chunks: List[str] = []  # joined runs of CONTENT_CHUNK content pieces
+        self._content: List[str] = []  # the pieces since the last join
         self._reasoning: List[str] = []
         self._text: Optional[str] = None
+        self._text_events = 0  # the value of events when _text was joined
         self.provider: Optional[Dict[str, Any]] = None
         """The ``provider`` event's payload: ``{name, label, url, model}``."""
         self.model: Optional[str] = None
@@ -64,8 +72,15 @@ class Answer:
     @property
     def text(self) -> str:
         """The answer's text: every ``content`` event joined."""
-        if self._text is None:
-            self._text = "".join(self._content)
+        if self._text is None or self._text_events != self.events:
+            self._text_events = self.events
+            if self._chunks:
+                self._chunks.append("".join(self._content))
+                self._content = []
+                self._text = "".join(self._chunks)
+                self._chunks = [self._text]
+            else:
+                self._text = "".join(self._content)
         return self._text
 
     @property
@@ -82,13 +97,19 @@ class Answer:
     def add(self, event: RawResponse) -> None:
         """Take one event into account; events of unknown types only count."""
         self.events += 1
-        kind = event.type
+        data = event.__dict__
+        kind = data.get("type")
         if kind == "content":
-            content = event.get("content")
+            content = data.get("content")
             if isinstance(content, str):
-                self._content.append(content)
+                parts = self._content
+                parts.append(content)
+                if len(parts) >= CONTENT_CHUNK:
+                    self._join_content()
                 self._text = None
-            self._add_urls(event.get("urls"))
+            urls = data.get("urls")
+            if urls is not None:
+                self._add_urls(urls)
         elif kind == "reasoning":
             token = event.get("token")
             if isinstance(token, str):
@@ -121,6 +142,10 @@ class Answer:
             state = event.get("conversation")
             if isinstance(state, dict):
                 self.conversation.update(state)
+
+    def _join_content(self) -> None:
+        self._chunks.append("".join(self._content))
+        self._content = []
 
     def _add_urls(self, urls: Any) -> None:
         if isinstance(urls, str):

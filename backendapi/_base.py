@@ -19,6 +19,7 @@ from typing import (
     Callable,
     ClassVar,
     Deque,
+    Dict,
     Generic,
     List,
     Mapping,
@@ -29,7 +30,7 @@ from typing import (
 )
 from urllib.parse import quote
 
-from ._answer import Answer
+from ._answer import CONTENT_CHUNK, Answer
 from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder
 from ._errors import (
     APIConnectionError,
@@ -42,7 +43,7 @@ from ._errors import (
     StreamError,
     excerpt,
 )
-from ._events import RawResponse
+from ._events import RawResponse, _set_fields
 from ._media import MediaInput
 from ._request import (
     CREATE_PATH,
@@ -57,6 +58,11 @@ from ._request import (
     validate_headers,
 )
 from ._retry import RetryPolicy
+
+_new_event = object.__new__
+
+FEED_SIZE = 16 * 1024
+"""Most bytes fed to the decoder at once (a network read is cut in slices)."""
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "SSLOption", "Timeout"]
 
@@ -466,13 +472,21 @@ class StreamCore(Exchange):
         self.finished = False
         self.eof = False
         """True once the body was read to its end."""
-        self.events_yielded = 0
         self.answer = Answer()
         """Everything yielded so far, gathered."""
         self.on_complete: List[Callable[[Answer], None]] = []
         """Called once with the answer when the stream ends without error."""
         self._decoder = EventDecoder(max_event_size=max_event_size)
-        self._pending: Deque[RawResponse] = deque()
+        self._decoder._raw_dicts = True  # pop() wraps them
+        self._pending: Deque[Any] = deque()  # RawResponse or the dict of one
+        # What is left of the last chunk read: it is fed to the decoder in slices
+        # of FEED_SIZE as the events before are taken (see absorb).
+        self._rest: Optional[memoryview] = None
+
+    @property
+    def events_yielded(self) -> int:
+        """Events handed out so far (every one of them went to the answer)."""
+        return self.answer.events
 
     @property
     def bytes_received(self) -> int:
@@ -482,12 +496,33 @@ class StreamCore(Exchange):
     def absorb(self, chunk: bytes) -> None:
         """Feed bytes from the network; an empty chunk means the body ended."""
         if chunk:
-            self._pending.extend(self._decoder.feed(chunk))
-            if self._decoder.done:
-                self.finished = True
+            if len(chunk) > FEED_SIZE:
+                # A big read is decoded a slice at a time: thousands of events
+                # waiting at once would each count towards a garbage collection
+                # (an async read can be 256 KiB: 6,500 small events).
+                self._rest = memoryview(chunk)
+                self._feed_rest()
+            else:
+                self._feed(chunk)
         else:
             self.finished = self.eof = True
             self._pending.extend(self._decoder.close())
+
+    def _feed(self, data: Union[bytes, memoryview]) -> None:
+        self._pending.extend(self._decoder.feed(data))
+        if self._decoder.done:
+            self.finished = True
+            self._rest = None
+
+    def _feed_rest(self) -> None:
+        rest = self._rest
+        assert rest is not None
+        if len(rest) > FEED_SIZE:
+            self._rest = rest[FEED_SIZE:]
+            rest = rest[:FEED_SIZE]
+        else:
+            self._rest = None
+        self._feed(rest)
 
     def pop(self) -> Optional[RawResponse]:
         """The next event, or None when more bytes are needed.
@@ -495,18 +530,41 @@ class StreamCore(Exchange):
         Raises :class:`StreamError` (or :class:`AuthenticationError`) at a
         fatal ``error`` or ``auth`` event, after all earlier events were popped.
         """
-        if not self._pending:
+        pending = self._pending
+        while not pending and self._rest is not None and not self._decoder.error_pending:
+            self._feed_rest()
+        if not pending:
             if self._decoder.error_pending:
                 self.finished = True
                 self._decoder.feed(b"")  # raises the decode error held behind the events
             return None
-        event = self._pending.popleft()
-        kind = event.type
+        item = pending.popleft()
+        event: RawResponse
+        data: Dict[str, Any]
+        if item.__class__ is dict:
+            data = item
+            event = _new_event(RawResponse)
+            _set_fields(event, data)
+        else:
+            event = item
+            data = event.__dict__
+        content = data.get("content")
+        if content.__class__ is str and data.get("type") == "content":
+            # Answer.add's most common case, inlined: this runs for every token.
+            answer = self.answer
+            answer.events += 1  # which also invalidates answer.text
+            parts = answer._content
+            parts.append(content)
+            if len(parts) >= CONTENT_CHUNK:
+                answer._join_content()
+            if "urls" in data:
+                answer._add_urls(data["urls"])
+            return event
+        kind = data.get("type")
         if kind == "error" or kind == "auth":
             self.finished = True
-            self._pending.clear()
+            pending.clear()
             raise self._event_error(event)
-        self.events_yielded += 1
         self.answer.add(event)
         return event
 
@@ -518,6 +576,7 @@ class StreamCore(Exchange):
         """
         self.finished = True
         self._pending.clear()
+        self._rest = None
         if outcome == "completed":
             callbacks, self.on_complete = self.on_complete, []
             for callback in callbacks:

@@ -17,8 +17,11 @@ import json
 import re
 from typing import Any, List, Optional, Union
 
+from . import _json
 from ._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
-from ._events import RawResponse
+from ._events import RawResponse, _set_fields
+
+_new_event = object.__new__
 
 __all__ = ["DEFAULT_MAX_EVENT_SIZE", "EventDecoder", "decode"]
 
@@ -31,6 +34,8 @@ _Line = Union[bytes, bytearray]
 _LF = 0x0A
 _OPEN_BRACE = 0x7B
 _COLON = 0x3A
+_SPACE = 0x20
+_BIG_LINE = 1 << 20  # bytes: a line this long is decoded on its own
 _BOM = b"\xef\xbb\xbf"
 # Unknown SSE fields are ignored, as the SSE standard says, but only when they
 # look like field names: an HTML page or plain text must not vanish silently.
@@ -57,6 +62,14 @@ class EventDecoder:
     the buffer remembers how far it has already been searched for a line end,
     so a long event arriving in small pieces is never rescanned from its
     start, and consumed lines are cut off the front in O(1).
+
+    Speed: a feed of ``\n``-ended lines (the usual case) takes a fast path:
+    one ``\r`` search, one backward search for its last ``\n``, one UTF-8
+    decode and one split of all its complete lines, then a tight loop that
+    gives NDJSON lines and SSE ``data:`` payloads straight to the stdlib's JSON
+    scanner. Anything else (``\r`` line ends, invalid UTF-8, an ``id:`` line,
+    JSON that is not a whole event object...) goes through the per-line path,
+    from the first line concerned on, so results and errors are the same.
 
     Errors: :class:`DecodeError` for a line that is neither JSON nor an SSE
     field, or JSON that is not an event object; :class:`EventTooLargeError`
@@ -92,6 +105,11 @@ class EventDecoder:
         # A decode error found after other events of the same feed() waits here,
         # so those events are still handed out first, whatever way TCP cut the bytes.
         self._error: Optional[DecodeError] = None
+        # StreamCore sets this: the fast path then hands out the parsed dicts
+        # as they are, and StreamCore wraps each one as it is taken. A batch of
+        # RawResponse objects waiting to be taken would be garbage-collector
+        # work (the dicts alone are not tracked by it).
+        self._raw_dicts = False
 
     @property
     def done(self) -> bool:
@@ -116,7 +134,8 @@ class EventDecoder:
         """
         if self._closed:
             raise RuntimeError("EventDecoder.feed() called after close()")
-        self._raise_held_error()
+        if self._error is not None:
+            self._raise_held_error()
         if self._done or not data:
             return []
         self.bytes_fed += len(data)
@@ -129,7 +148,7 @@ class EventDecoder:
             self._error = exc
         return events
 
-    def _feed(self, data: Bytes, events: List[RawResponse]) -> None:
+    def _feed(self, data: Bytes, events: List[Any]) -> None:
         buf = self._buf
         if self._skip_lf:
             self._skip_lf = False
@@ -142,10 +161,43 @@ class EventDecoder:
         # Each byte is searched once for "\n" and once for "\r": lf is only
         # looked up again once consumed, and the "\r" search stops at lf.
         lf = buf.find(b"\n", scan)
+        cr = -2  # not searched yet
+        if lf < 0:
+            # No "\n": the usual piece of a long line. Only a "\r" can end one.
+            cr = buf.find(b"\r", scan)
+            if cr < 0:
+                self._scanned = end
+                if end > self.max_event_size - self._data_size:
+                    self._check_tail(buf)
+                return
+        else:
+            # The fast path, for the usual "\n"-only stream: one "\r" search of
+            # the new bytes, one backward search for the last "\n" (which stops
+            # at it), one UTF-8 decode and one split of all complete lines.
+            cr = buf.find(b"\r", scan)
+            if cr < 0:
+                last = buf.rfind(b"\n", lf)
+                # Within the size limit whatever the lines are: no check needed.
+                if self._data_size + last + 2 <= self.max_event_size and self._fast(
+                    buf, lf, last, events
+                ):
+                    if self._done:
+                        self._buf = bytearray()
+                        self._scanned = 0
+                        return
+                    del buf[: last + 1]
+                    self._scanned = len(buf)
+                    if len(buf) > self.max_event_size - self._data_size:
+                        self._check_tail(buf)
+                    return
+                cr = -1
+            elif cr > lf:
+                cr = -1  # none before lf, the first "\r" search of the loop below
         while True:
             if 0 <= lf < scan:
                 lf = buf.find(b"\n", scan)
-            cr = buf.find(b"\r", scan, end if lf < 0 else lf)
+            if cr == -2:
+                cr = buf.find(b"\r", scan, end if lf < 0 else lf)
             if cr >= 0:
                 line_end = cr
                 if cr + 1 < end:
@@ -158,6 +210,7 @@ class EventDecoder:
                 scan = lf + 1
             else:
                 break
+            cr = -2
             self._line(buf[start:line_end], events)
             start = scan
             if self._done:
@@ -168,11 +221,99 @@ class EventDecoder:
             del buf[:start]
         self._scanned = len(buf)
         if len(buf) > self.max_event_size - self._data_size:
-            # The unterminated line may already hold more than one event may.
-            partial = len(buf)
-            if buf.startswith(b"data:"):
-                partial -= 6 if buf[5:6] == b" " else 5
-            self._check_size(self._joined_size(partial))
+            self._check_tail(buf)
+
+    def _check_tail(self, buf: bytearray) -> None:
+        # The unterminated line may already hold more than one event may.
+        partial = len(buf)
+        if buf.startswith(b"data:"):
+            partial -= 6 if buf[5:6] == b" " else 5
+        self._check_size(self._joined_size(partial))
+
+    def _fast(self, buf: bytearray, lf: int, last: int, events: List[Any]) -> bool:
+        """Decode the complete lines ``buf[:last]`` (``\n``-only) at once.
+
+        Returns False, having changed nothing, when they are not valid UTF-8:
+        the per-line path then reads them and reports what is wrong. Any line
+        it does not expect, or an event that does not parse into an object
+        with a ``type``, goes to the per-line path too, so every error is
+        raised exactly as that path raises it.
+        """
+        try:
+            parts = [value.decode("utf-8") for value in self._data]
+            with memoryview(buf) as view:
+                if lf >= _BIG_LINE and not self._at_start and buf.startswith(b"data:"):
+                    # A long data line (inline media), the end of many feeds:
+                    # decode its value alone, so that neither a split nor the
+                    # slice after "data:" copies it again.
+                    value = str(view[6 if buf[5] == _SPACE else 5 : lf], "utf-8")
+                    text = str(view[lf + 1 : last], "utf-8")
+                    parts.append(value)
+                    lines = [] if lf == last else text.split("\n")
+                else:
+                    text = str(view[:last], "utf-8")
+                    if self._at_start and text[:1] == "\ufeff":
+                        text = text[1:]  # the BOM, as _line drops it
+                    lines = [text] if lf == last else text.split("\n")
+        except UnicodeDecodeError:
+            return False
+        self._at_start = False
+        scan = _json.scan_once
+        new, set_fields, cls = _new_event, _set_fields, RawResponse
+        raw = self._raw_dicts
+        append = events.append
+        name = self._event_name
+        rest = iter(lines)
+        for line in rest:
+            if not line:
+                if parts:
+                    payload = parts[0] if len(parts) == 1 else "\n".join(parts)
+                    try:
+                        obj, stop = scan(payload, 0)
+                    except (StopIteration, ValueError):
+                        break
+                    if stop != len(payload) or obj.__class__ is not dict or "type" not in obj:
+                        break
+                    if raw:
+                        append(obj)
+                    else:
+                        event = new(cls)
+                        set_fields(event, obj)
+                        append(event)
+                    parts = []
+                name = None
+            elif line[0] == "{":
+                try:
+                    obj, stop = scan(line, 0)
+                except (StopIteration, ValueError):
+                    break
+                if stop != len(line) or obj.__class__ is not dict or "type" not in obj:
+                    break
+                if raw:
+                    append(obj)
+                else:
+                    event = new(cls)
+                    set_fields(event, obj)
+                    append(event)
+            elif line.startswith("data:"):
+                parts.append(line[6:] if line[5:6] == " " else line[5:])
+            elif line.startswith("event:"):
+                name = line[7:] if line[6:7] == " " else line[6:]
+            elif line[0] != ":":
+                break
+        else:
+            line = None  # every line was read here
+        data = [value.encode("utf-8") for value in parts]
+        self._data = data
+        self._data_size = sum(map(len, data)) + len(data) - 1 if data else 0
+        self._event_name = name
+        if line is not None:
+            # The rest, from the first line the loop left alone, one line at a time.
+            for left in (line, *rest):
+                self._line(left.encode("utf-8"), events)
+                if self._done:
+                    break
+        return True
 
     def _raise_held_error(self) -> None:
         error, self._error = self._error, None

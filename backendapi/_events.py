@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+from types import MethodType
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 __all__ = ["RawResponse"]
@@ -31,71 +33,73 @@ class RawResponse:
     ``event.get("get_dict")``, and never replace the method.
     """
 
-    __slots__ = ("_data",)
-    _data: Dict[str, Any]
+    # The fields are the instance's __dict__, so event.content is a plain
+    # attribute lookup. The methods are made data descriptors below the class,
+    # so a field named like one ("get", "keys"...) never hides it.
+    __slots__ = ("__dict__",)
 
     def __init__(self, _data: Optional[Mapping[str, Any]] = None, /, **fields: Any) -> None:
         data = dict(_data) if _data is not None else {}
         data.update(fields)
-        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "__dict__", data)
 
     @classmethod
     def _adopt(cls, data: Dict[str, Any]) -> RawResponse:
         """Wrap ``data`` without copying it; the decoder hands over fresh dicts."""
-        event = cls.__new__(cls)
-        object.__setattr__(event, "_data", data)
+        event = _new(cls)
+        _set_fields(event, data)
         return event
+
+    @property
+    def _data(self) -> Dict[str, Any]:
+        """The fields (the instance's ``__dict__``)."""
+        return self.__dict__
 
     @property
     def type(self) -> str:
         """The event type (``"content"``, ``"usage"``, ...); ``""`` if absent."""
-        value = self._data.get("type", "")
+        value = self.__dict__.get("type", "")
         return value if isinstance(value, str) else str(value)
 
     def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup fails, so methods and slots win over keys.
+        # Only called when normal lookup (the class, then the fields) fails.
         if name.startswith("__"):
             raise AttributeError(name)
-        try:
-            return self._data[name]
-        except KeyError:
-            raise AttributeError(
-                f"{type(self).__name__} of type {self.type!r} has no field {name!r}"
-            ) from None
+        raise AttributeError(f"{type(self).__name__} of type {self.type!r} has no field {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         # gpt4free's events are plain attribute bags; keep assignment working.
-        self._data[name] = value
+        self.__dict__[name] = value
 
     def __delattr__(self, name: str) -> None:
         try:
-            del self._data[name]
+            del self.__dict__[name]
         except KeyError:
             raise AttributeError(name) from None
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        return self.__dict__[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data
+        return key in self.__dict__
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the field ``key``, or ``default`` when the event lacks it."""
-        return self._data.get(key, default)
+        return self.__dict__.get(key, default)
 
     def keys(self) -> Iterator[str]:
         """Iterate over the event's field names."""
-        return iter(self._data)
+        return iter(self.__dict__)
 
     def get_dict(self) -> Dict[str, Any]:
         """Return the event as a new ``dict`` (gpt4free's name for it)."""
-        return dict(self._data)
+        return dict(self.__dict__)
 
     to_dict = get_dict
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RawResponse):
-            return self._data == other._data
+            return self.__dict__ == other.__dict__
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like a dict
@@ -103,12 +107,12 @@ class RawResponse:
     def __repr__(self) -> str:
         named = [
             f"{key}={_repr_value(key, value)}"
-            for key, value in self._data.items()
+            for key, value in self.__dict__.items()
             if key.isidentifier()
         ]
         others = [
             f"{key!r}: {_repr_value(key, value)}"
-            for key, value in self._data.items()
+            for key, value in self.__dict__.items()
             if not key.isidentifier()
         ]
         if others:
@@ -118,7 +122,18 @@ class RawResponse:
     __str__ = __repr__
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (RawResponse, (self._data,))
+        return (RawResponse, (self.__dict__,))
+
+
+_new = object.__new__
+# RawResponse's own __dict__ slot, set directly: __setattr__ would add a field.
+_set_fields = RawResponse.__dict__["__dict__"].__set__
+
+# Methods as data descriptors (property -> partial -> bound method, all in C):
+# they win over the instance's fields, so a field named "get" never hides get().
+for _name in ("get", "keys", "get_dict", "to_dict", "__reduce__", "__repr__", "__str__"):
+    setattr(RawResponse, _name, property(partial(MethodType, getattr(RawResponse, _name))))
+del _name
 
 
 def _repr_value(key: str, value: Any) -> str:
