@@ -16,6 +16,7 @@ client saw the whole stream.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import resource
 import sys
@@ -406,19 +407,30 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _disable_answer() -> None:
-    """Diagnostic only: stop ``Answer`` from keeping each event's text."""
+    """Diagnostic only: stop ``Answer`` from keeping each event's text.
+
+    ``StreamCore.pop`` adds a content event's text itself (``Answer.add``'s
+    common case, inlined), so the pieces are dropped where they are joined.
+    """
     from backendapi import _answer
 
     def add(self: Any, event: Any) -> None:
         self.events += 1
 
+    def join_content(self: Any) -> None:
+        self._content = []
+
     _answer.Answer.add = add  # type: ignore[method-assign]
+    _answer.Answer._join_content = join_content  # type: ignore[method-assign]
 
 
 def _answer_bytes(answer: Any) -> int:
-    """Memory held by the stream's ``Answer`` (its list of content strings)."""
-    parts: List[str] = getattr(answer, "_content", [])
-    return sys.getsizeof(parts) + sum(sys.getsizeof(part) for part in parts)
+    """Memory held by the stream's ``Answer``: its content strings, joined or not."""
+    total = 0
+    for name in ("_chunks", "_content"):
+        parts: List[str] = getattr(answer, name, [])
+        total += sys.getsizeof(parts) + sum(sys.getsizeof(part) for part in parts)
+    return total
 
 
 def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -450,7 +462,10 @@ def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
         single: List[Dict[str, float]] = []
         many: List[Dict[str, Any]] = []
         async with AsyncBackendApiClient(spec["base_url"]) as client:
-            connector = client._get_session().connector
+            session: Any = client._get_session()
+            if inspect.isawaitable(session):  # a coroutine in newer versions of the SDK
+                session = await session
+            connector = session.connector
             limit = getattr(connector, "limit", None)
             limit_per_host = getattr(connector, "limit_per_host", None)
             for _ in range(spec["runs"]):
