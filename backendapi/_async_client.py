@@ -60,6 +60,11 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
     def _setup(self) -> None:
         self._session_loop: Optional[asyncio.AbstractEventLoop] = None
         self._closer: Optional[AsyncGenerator[None, None]] = None
+        self._timeout_seen: Optional[Timeout] = None
+        # False while the own connector was built without the TLS setting (see _get_session).
+        self._connector_tls = True
+        self._tls_context: Union[bool, ssl.SSLContext, None] = None
+        self._timeout_open: Optional[aiohttp.ClientTimeout] = None
 
     def create(
         self,
@@ -162,6 +167,15 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         request = exchange.request
         session = await self._get_session()
         options = self._request_options()
+        if (
+            self._owns_session
+            and not self._connector_tls
+            and (self.proxy is not None or not request.url.lower().startswith("http://"))
+        ):
+            # TLS after all (base_url or proxy changed since): the setting per request.
+            if self._tls_context is None:
+                self._tls_context = self._ssl_context()
+            options = {**options, "ssl": self._tls_context}
         attempt = 0
         while True:
             exchange.log_request()
@@ -197,8 +211,17 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             attempt += 1
 
     def _client_timeout(self, remaining: Optional[float] = None) -> aiohttp.ClientTimeout:
+        timeout = self.timeout
+        if remaining is None:
+            # No total limit: the same (immutable) ClientTimeout for every request.
+            if self._timeout_seen is not timeout or self._timeout_open is None:
+                self._timeout_open = aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeout.connect, sock_read=timeout.read
+                )
+                self._timeout_seen = timeout
+            return self._timeout_open
         return aiohttp.ClientTimeout(
-            total=remaining, sock_connect=self.timeout.connect, sock_read=self.timeout.read
+            total=remaining, sock_connect=timeout.connect, sock_read=timeout.read
         )
 
     def _request_options(self) -> Dict[str, Any]:
@@ -219,9 +242,20 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             # the old session belonged to a loop that is gone.
             self._drop_session()
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl_context(), limit=self.max_connections, limit_per_host=0
+            # Loading a CA bundle (certifi's, or a ``ssl`` path) takes ~12 ms: not for
+            # a plain-http server without a proxy, whose connections never use TLS.
+            tls = (
+                self.proxy is not None
+                or not self.base_url.lower().startswith("http://")
+                or self.ssl is False
+                or isinstance(self.ssl, SSLContextType)
             )
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl_context() if tls else True,
+                limit=self.max_connections,
+                limit_per_host=0,
+            )
+            self._connector_tls = tls
             session = aiohttp.ClientSession(connector=connector, trust_env=True)
             if self._owns_session:
                 # The loop closes every live async generator before it stops (asyncio.run
