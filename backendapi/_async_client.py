@@ -17,7 +17,7 @@ from ._base import (
     ERROR_BODY_LIMIT,
     BaseClient,
     Exchange,
-    StreamCore,
+    StreamBase,
     Timeout,
 )
 from ._errors import (
@@ -301,7 +301,9 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         return ssl.create_default_context(cafile=certifi.where())
 
 
-class AsyncStream(AsyncIterator[RawResponse]):
+class AsyncStream(
+    StreamBase[AsyncBackendApiClient, aiohttp.ClientResponse], AsyncIterator[RawResponse]
+):
     """The events of one conversation turn, read as they arrive (async).
 
     ``async for`` over it, or ``async with`` it; leaving the block, calling
@@ -313,26 +315,10 @@ class AsyncStream(AsyncIterator[RawResponse]):
                 ...
     """
 
-    def __init__(self, client: AsyncBackendApiClient, core: StreamCore) -> None:
-        self._client = client
-        self._core = core
-        self._response: Optional[aiohttp.ClientResponse] = None
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """True once the stream ended or was closed."""
-        return self._closed
-
     @property
     def status_code(self) -> Optional[int]:
         """The HTTP status of the answer, once the request was sent."""
         return None if self._response is None else self._response.status
-
-    @property
-    def answer(self) -> Answer:
-        """Everything yielded so far, gathered: text, usage, title, conversation..."""
-        return self._core.answer
 
     async def collect(self) -> Answer:
         """Read the rest of the stream; return the finished :class:`Answer`."""
@@ -382,10 +368,6 @@ class AsyncStream(AsyncIterator[RawResponse]):
     async def aclose(self) -> None:
         """Stop reading and release the connection; safe to call more than once."""
         self._end("closed")
-
-    def __del__(self) -> None:
-        if not self._closed and self._response is not None:
-            self._end("abandoned")
 
     async def _open(self) -> None:
         core = self._core
@@ -448,17 +430,6 @@ class AsyncStream(AsyncIterator[RawResponse]):
         except BackendApiError:
             pass
         return b"".join(parts)[:limit]
-
-    def _end(self, outcome: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        response, self._response = self._response, None
-        try:
-            self._core.end(outcome)
-        finally:
-            if response is not None:
-                self._close_response(response, outcome)
 
     def _close_response(self, response: aiohttp.ClientResponse, outcome: str) -> None:
         if self._core.eof:

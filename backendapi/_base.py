@@ -629,3 +629,49 @@ def _server_message(parsed: Any) -> Optional[str]:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+ClientT = TypeVar("ClientT")
+ResponseT = TypeVar("ResponseT")
+
+
+class StreamBase(Generic[ClientT, ResponseT]):
+    """What :class:`Stream` and :class:`AsyncStream` share: their state and their end.
+
+    A client's stream adds only how it opens, reads and closes a response.
+    """
+
+    def __init__(self, client: ClientT, core: StreamCore) -> None:
+        self._client = client
+        self._core = core
+        self._response: Optional[ResponseT] = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream ended or was closed."""
+        return self._closed
+
+    @property
+    def answer(self) -> Answer:
+        """Everything yielded so far, gathered: text, usage, title, conversation..."""
+        return self._core.answer
+
+    def __del__(self) -> None:
+        # A stream dropped mid-way must not keep its socket open.
+        if not self._closed and self._response is not None:
+            self._end("abandoned")
+
+    def _end(self, outcome: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        response, self._response = self._response, None
+        try:
+            self._core.end(outcome)
+        finally:
+            if response is not None:
+                self._close_response(response, outcome)
+
+    def _close_response(self, response: ResponseT, outcome: str) -> None:
+        raise NotImplementedError

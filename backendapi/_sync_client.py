@@ -19,7 +19,7 @@ from ._base import (
     READ_SIZE,
     BaseClient,
     Exchange,
-    StreamCore,
+    StreamBase,
     Timeout,
 )
 from ._errors import (
@@ -239,7 +239,7 @@ class _Adapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-class Stream(Iterator[RawResponse]):
+class Stream(StreamBase[BackendApiClient, requests.Response], Iterator[RawResponse]):
     """The events of one conversation turn, read as they arrive.
 
     Iterate it, or use it as a context manager; leaving the ``with`` block,
@@ -254,26 +254,10 @@ class Stream(Iterator[RawResponse]):
     :class:`IncompleteStreamError`.
     """
 
-    def __init__(self, client: BackendApiClient, core: StreamCore) -> None:
-        self._client = client
-        self._core = core
-        self._response: Optional[requests.Response] = None
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """True once the stream ended or was closed."""
-        return self._closed
-
     @property
     def status_code(self) -> Optional[int]:
         """The HTTP status of the answer, once the request was sent."""
         return None if self._response is None else self._response.status_code
-
-    @property
-    def answer(self) -> Answer:
-        """Everything yielded so far, gathered: text, usage, title, conversation..."""
-        return self._core.answer
 
     def collect(self) -> Answer:
         """Read the rest of the stream; return the finished :class:`Answer`."""
@@ -323,11 +307,6 @@ class Stream(Iterator[RawResponse]):
     def close(self) -> None:
         """Stop reading and release the connection; safe to call more than once."""
         self._end("closed")
-
-    def __del__(self) -> None:
-        # A stream dropped mid-way must not keep its socket open.
-        if not self._closed and self._response is not None:
-            self._end("abandoned")
 
     def _open(self) -> None:
         core = self._core
@@ -406,17 +385,6 @@ class Stream(Iterator[RawResponse]):
         except BackendApiError:
             pass
         return b"".join(parts)[:limit]
-
-    def _end(self, outcome: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        response, self._response = self._response, None
-        try:
-            self._core.end(outcome)
-        finally:
-            if response is not None:
-                self._close_response(response, outcome)
 
     def _close_response(self, response: requests.Response, outcome: str) -> None:
         # After a full read urllib3 has already put the connection back in the
