@@ -591,42 +591,6 @@ def test_async_with_sends_the_request_on_entering(backendapi_server: BackendApiT
     assert outcome == {"same": True, "requests": 1, "first": FIRST, "disconnected": True}
 
 
-def test_async_cancel_closes_the_connection(backendapi_server: BackendApiTestServer) -> None:
-    from backendapi import AsyncBackendApiClient
-
-    backendapi_server.reply(Reply([FIRST, Hold()]))
-
-    async def main() -> Dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        seen: List[Dict[str, Any]] = []
-        async with AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
-            got_first = asyncio.Event()
-            # Held here, so only the cancellation itself, not garbage collection, can close it.
-            stream = client.create("m", MESSAGES)
-
-            async def consume() -> None:
-                async for event in stream:
-                    seen.append(event.get_dict())
-                    got_first.set()
-
-            task = asyncio.create_task(consume())
-            await asyncio.wait_for(got_first.wait(), WAIT)
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                cancelled = True
-            else:
-                cancelled = False
-            gone = await loop.run_in_executor(None, disconnected, backendapi_server)
-            closed = stream.closed
-        return {"seen": seen, "cancelled": cancelled, "disconnected": gone, "closed": closed}
-
-    outcome = asyncio.run(main())
-
-    assert outcome == {"seen": [FIRST], "cancelled": True, "disconnected": True, "closed": True}
-
-
 PLAIN_SCRIPT = """
 import json, sys
 from backendapi import BackendApiClient
