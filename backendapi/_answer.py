@@ -49,7 +49,9 @@ class Answer:
         self._content: List[str] = []  # the pieces since the last join
         self._reasoning: List[str] = []
         self._text: Optional[str] = None
-        self._text_events = 0  # the value of events when _text was joined
+        # _text is valid while events is what it was when _text was joined: every
+        # event counts, so a new content piece always invalidates it.
+        self._text_events = 0
         self.provider: Optional[Dict[str, Any]] = None
         """The ``provider`` event's payload: ``{name, label, url, model}``."""
         self.model: Optional[str] = None
@@ -106,7 +108,6 @@ class Answer:
                 parts.append(content)
                 if len(parts) >= CONTENT_CHUNK:
                     self._join_content()
-                self._text = None
             urls = data.get("urls")
             if urls is not None:
                 self._add_urls(urls)
