@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _json
 from ._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
@@ -40,6 +40,11 @@ _BOM = b"\xef\xbb\xbf"
 # Unknown SSE fields are ignored, as the SSE standard says, but only when they
 # look like field names: an HTML page or plain text must not vanish silently.
 _FIELD_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_-]*")
+# Whole regular SSE events, each at the start of a line: an "event:" line, then
+# one "data: " line, then the blank line; or the "data: " line alone. The group
+# is the payload.
+_SSE_NAMED = re.compile(r"^event:[^\n]*\ndata: ([^\n]*)\n\n", re.MULTILINE)
+_SSE_DATA = re.compile(r"^data: ([^\n]*)\n\n", re.MULTILINE)
 _BARE_FIELDS = frozenset({b"data", b"event", b"id", b"retry"})
 
 
@@ -238,6 +243,12 @@ class EventDecoder:
         it does not expect, or an event that does not parse into an object
         with a ``type``, goes to the per-line path too, so every error is
         raised exactly as that path raises it.
+
+        The regular part of a feed, whole NDJSON lines or whole SSE events of
+        an ``event:`` and a ``data:`` line (or a ``data:`` line alone), is
+        parsed as one batch (:func:`_json.parse_events`); the lines around it,
+        and any batch that is not regular, go through the line loop
+        (:meth:`_loop`).
         """
         try:
             parts = [value.decode("utf-8") for value in self._data]
@@ -247,24 +258,82 @@ class EventDecoder:
                     # decode its value alone, so that neither a split nor the
                     # slice after "data:" copies it again.
                     value = str(view[6 if buf[5] == _SPACE else 5 : lf], "utf-8")
-                    text = str(view[lf + 1 : last], "utf-8")
+                    text = str(view[lf + 1 : last + 1], "utf-8")
                     parts.append(value)
-                    lines = [] if lf == last else text.split("\n")
                 else:
-                    text = str(view[:last], "utf-8")
+                    text = str(view[: last + 1], "utf-8")
                     if self._at_start and text[:1] == "\ufeff":
                         text = text[1:]  # the BOM, as _line drops it
-                    lines = [text] if lf == last else text.split("\n")
         except UnicodeDecodeError:
             return False
         self._at_start = False
+        # text: whole lines, each ended by "\n" (none at all after a long data line).
+        name = self._event_name
+        start = 0
+        if parts or name is not None:
+            # An SSE event is under way: the loop reads it up to its blank line.
+            if text[:1] == "\n":
+                start = 1
+            else:
+                blank = text.find("\n\n")
+                start = len(text) if blank < 0 else blank + 2
+            head = _lines(text, 0, start)
+            done, parts, name = self._loop(head, parts, name, events)
+            if done < len(head):
+                self._store(parts, name)
+                self._per_line(head, done, events)
+                self._per_line(_lines(text, start, len(text)), 0, events)
+                return True
+        stop = start
+        if parts or name is not None:
+            pass  # no blank line ended the event under way: nothing to batch
+        elif text.startswith("{", start):
+            lines = _lines(text, start, len(text))
+            found = _json.parse_events(lines)
+            if found is not None:
+                self._emit(found, events)
+                stop = len(text)
+        elif text.startswith("event:", start) or text.startswith("data:", start):
+            end = text.rfind("\n\n", start) + 2
+            if end > start + 1:
+                pattern, newlines = (
+                    (_SSE_NAMED, 3) if text.startswith("e", start) else (_SSE_DATA, 2)
+                )
+                payloads = pattern.findall(text, start, end)
+                # Every "\n" is in a match and each match is whole lines: the
+                # matches are the whole of text[start:end].
+                if newlines * len(payloads) == text.count("\n", start, end):
+                    found = _json.parse_events(payloads)
+                    if found is not None:
+                        self._emit(found, events)
+                        stop = end
+        rest = _lines(text, stop, len(text))
+        done, parts, name = self._loop(rest, parts, name, events)
+        self._store(parts, name)
+        self._per_line(rest, done, events)
+        return True
+
+    def _emit(self, found: List[Dict[str, Any]], events: List[Any]) -> None:
+        if self._raw_dicts:
+            events.extend(found)
+        else:
+            events.extend(map(RawResponse._adopt, found))
+
+    def _loop(
+        self, lines: List[str], parts: List[str], name: Optional[str], events: List[Any]
+    ) -> Tuple[int, List[str], Optional[str]]:
+        """Read ``lines`` in a tight loop, until one it does not expect.
+
+        ``parts`` (the data values of the SSE event under way) and ``name``
+        (its ``event:``) are the state before; returns the index of the first
+        line left alone (``len(lines)`` if none) and the state after.
+        """
         scan = _json.scan_once
         new, set_fields, cls = _new_event, _set_fields, RawResponse
         raw = self._raw_dicts
         append = events.append
-        name = self._event_name
-        rest = iter(lines)
-        for line in rest:
+        index = 0
+        for line in lines:
             if not line:
                 if parts:
                     payload = parts[0] if len(parts) == 1 else "\n".join(parts)
@@ -301,19 +370,21 @@ class EventDecoder:
                 name = line[7:] if line[6:7] == " " else line[6:]
             elif line[0] != ":":
                 break
-        else:
-            line = None  # every line was read here
+            index += 1
+        return index, parts, name
+
+    def _store(self, parts: List[str], name: Optional[str]) -> None:
         data = [value.encode("utf-8") for value in parts]
         self._data = data
         self._data_size = sum(map(len, data)) + len(data) - 1 if data else 0
         self._event_name = name
-        if line is not None:
-            # The rest, from the first line the loop left alone, one line at a time.
-            for left in (line, *rest):
-                self._line(left.encode("utf-8"), events)
-                if self._done:
-                    break
-        return True
+
+    def _per_line(self, lines: List[str], start: int, events: List[Any]) -> None:
+        """The per-line path for ``lines[start:]``: what the loop left alone."""
+        for index in range(start, len(lines)):
+            if self._done:
+                break
+            self._line(lines[index].encode("utf-8"), events)
 
     def _raise_held_error(self) -> None:
         error, self._error = self._error, None
@@ -438,6 +509,11 @@ class EventDecoder:
                 f"event exceeds max_event_size of {self.max_event_size} bytes "
                 f"(at least {size} bytes received)"
             )
+
+
+def _lines(text: str, start: int, stop: int) -> List[str]:
+    """The lines of ``text[start:stop]``, which is empty or ends with ``"\\n"``."""
+    return text[start : stop - 1].split("\n") if stop > start else []
 
 
 def decode(data: Bytes, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> List[RawResponse]:

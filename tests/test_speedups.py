@@ -1,17 +1,19 @@
 """The decoder's fast path and its helpers give exactly what the per-line path gives.
 
-The fast path (``EventDecoder._fast``: one UTF-8 decode and one split per
-feed, the stdlib JSON scanner called directly) must be invisible: the same
-events, the same errors with the same messages, raised at the same point.
-Each stream here is decoded twice, once with the fast path switched off, and
-the two outcomes compared.
+The fast path (``EventDecoder._fast``: one UTF-8 decode per feed, regular
+events parsed as one batch, the rest in a line loop calling the stdlib JSON
+scanner directly) must be invisible: the same events, the same errors with
+the same messages, raised at the same point. Each stream here is decoded with
+the fast path switched off, with its line loop alone, and with batches parsed
+by the stdlib and by msgspec (the ``speedups`` extra), and the outcomes
+compared.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,12 +27,26 @@ DATA = Path(__file__).parent / "data"
 Outcome = Tuple[List[Any], Optional[Tuple[str, str]], List[bool]]
 
 
+# The ways a stream can be decoded: the per-line path alone; the fast path's
+# line loop alone (no batches); batches parsed by the stdlib; batches parsed by
+# msgspec (the speedups extra, installed with the test extra).
+MODES = ["per-line", "loop", "stdlib", "msgspec"]
+PARSERS: Dict[str, Any] = {
+    "loop": lambda texts: None,
+    "stdlib": _json.stdlib_parse_events,
+    "msgspec": _json.msgspec_parse_events(),
+}
+assert PARSERS["msgspec"] is not None, "the test extra installs msgspec"
+
+
 def run(
-    data: bytes, cuts: List[int], fast: bool, monkeypatch: pytest.MonkeyPatch, **kwargs: Any
+    data: bytes, cuts: List[int], mode: str, monkeypatch: pytest.MonkeyPatch, **kwargs: Any
 ) -> Outcome:
     with monkeypatch.context() as patch:
-        if not fast:
+        if mode == "per-line":
             patch.setattr(EventDecoder, "_fast", lambda *args: False)
+        else:
+            patch.setattr(_json, "parse_events", PARSERS[mode])
         decoder = EventDecoder(**kwargs)
         events: List[Any] = []
         pending: List[bool] = []
@@ -46,10 +62,10 @@ def run(
 
 
 def same(data: bytes, cuts: List[int], monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> Outcome:
-    fast = run(data, cuts, True, monkeypatch, **kwargs)
-    slow = run(data, cuts, False, monkeypatch, **kwargs)
-    assert repr(fast) == repr(slow)
-    return fast
+    slow = run(data, cuts, "per-line", monkeypatch, **kwargs)
+    for mode in MODES[1:]:
+        assert repr(run(data, cuts, mode, monkeypatch, **kwargs)) == repr(slow), mode
+    return slow
 
 
 @pytest.mark.parametrize("path", sorted(DATA.iterdir()), ids=lambda p: p.name)
@@ -109,6 +125,9 @@ def test_the_size_limit_is_the_same_on_both_paths(
 
 
 FRAGMENTS = [
+    b'event: content\ndata: {"type": "content", "content": " fox"}\n\n',
+    b'data: {"type": "content", "content": "x"}\n\n',
+    b'{"type": "content", "content": "y"}\n',
     b"\n",
     b"\n\n",
     b"\r",
@@ -199,3 +218,162 @@ def test_answer_text_is_exact_across_its_joined_chunks() -> None:
     assert answer.events == len(tokens)
     # Held as a few joined strings, not one per event.
     assert len(answer._chunks) + len(answer._content) <= 4
+
+
+def _regular(count: int, framing: str, event: Dict[str, Any]) -> bytes:
+    out = []
+    for i in range(count):
+        payload = json.dumps({**event, "i": i})
+        if framing == "named":
+            out.append(f"event: {event['type']}\ndata: {payload}\n\n")
+        elif framing == "data":
+            out.append(f"data: {payload}\n\n")
+        else:
+            out.append(payload + "\n")
+    return "".join(out).encode()
+
+
+CONTENT = {"type": "content", "content": " fox \u2028 w\u00f6rld \U0001f30d"}
+LONG_STREAMS = {
+    "named": _regular(300, "named", CONTENT),
+    "data-only": _regular(300, "data", CONTENT),
+    "ndjson": _regular(300, "ndjson", CONTENT),
+    "named then data-only": _regular(150, "named", CONTENT) + _regular(150, "data", CONTENT),
+    "ndjson then sse": _regular(150, "ndjson", CONTENT) + _regular(150, "named", CONTENT),
+    "comments between": _regular(100, "named", CONTENT).replace(b"\n\nevent", b"\n\n: ping\nevent"),
+    "id lines": _regular(100, "named", CONTENT).replace(b"\n\nevent", b"\n\nid: 5\nevent"),
+    "a bad event inside": _regular(100, "named", CONTENT)
+    + b"event: content\ndata: {not json}\n\n"
+    + _regular(100, "named", CONTENT),
+    "a big integer inside": _regular(100, "ndjson", CONTENT)
+    + b'{"type": "usage", "n": 123456789012345678901234567890}\n'
+    + _regular(100, "ndjson", CONTENT),
+    "NaN inside": _regular(100, "data", CONTENT)
+    + b'data: {"type": "usage", "n": NaN}\n\n'
+    + _regular(100, "data", CONTENT),
+    "an error event inside": _regular(100, "named", CONTENT)
+    + b'event: error\ndata: {"type": "error", "error": "E", "message": "m"}\n\n'
+    + _regular(100, "named", CONTENT),
+    "no type field": _regular(100, "named", CONTENT)
+    + b'event: title\ndata: {"title": "t"}\n\n'
+    + _regular(100, "named", CONTENT),
+    "two data lines": _regular(100, "named", CONTENT)
+    + b'event: content\ndata: {"type": "content",\ndata: "content": "x"}\n\n'
+    + _regular(100, "named", CONTENT),
+    "no space after data:": _regular(100, "named", CONTENT).replace(b"data: ", b"data:"),
+    "two spaces after data:": _regular(100, "named", CONTENT).replace(b"data: ", b"data:  "),
+    "DONE at the end": _regular(100, "data", CONTENT) + b"data: [DONE]\n\n" + b"garbage\n",
+    "blank lines between ndjson": _regular(100, "ndjson", CONTENT).replace(b"}\n", b"}\n\n"),
+    "ndjson with a second value on a line": _regular(100, "ndjson", CONTENT)
+    + b'{"type": "a"} {"type": "b"}\n'
+    + _regular(100, "ndjson", CONTENT),
+    "ndjson with a value over two lines": _regular(100, "ndjson", CONTENT)
+    + b'{"type": "a", "x": [1,\n2]}\n'
+    + _regular(100, "ndjson", CONTENT),
+    "an event line alone": _regular(100, "named", CONTENT)
+    + b"event: content\n\n"
+    + _regular(100, "named", CONTENT),
+    "a lone surrogate": _regular(100, "named", CONTENT)
+    + b'event: content\ndata: {"type": "content", "content": "\\ud800"}\n\n'
+    + _regular(100, "named", CONTENT),
+    "a byte-order mark": b"\xef\xbb\xbf" + _regular(100, "named", CONTENT),
+    "cut at the end": _regular(100, "named", CONTENT)[:-30],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_STREAMS))
+@pytest.mark.parametrize("piece", [61, 1000, 4096, 1 << 20])
+def test_long_regular_streams_decode_the_same_every_way(
+    name: str, piece: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = LONG_STREAMS[name]
+    same(data, list(range(piece, len(data), piece)), monkeypatch)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fields=st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=5),
+    ascii_only=st.booleans(),
+    spaced=st.booleans(),
+)
+def test_batch_parsers_return_exactly_what_json_loads_returns(
+    fields: Dict[str, Any], ascii_only: bool, spaced: bool
+) -> None:
+    text = json.dumps(
+        {"type": "t", **fields},
+        ensure_ascii=ascii_only,
+        separators=(", ", ": ") if spaced else (",", ":"),
+    )
+    expected = json.loads(text)
+    for mode in ("stdlib", "msgspec"):
+        found = PARSERS[mode]([text, text])
+        assert found is not None, mode
+        assert repr(found) == repr([expected, expected]), mode
+        assert [type(v) for v in found[0].values()] == [type(v) for v in expected.values()]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type": "t", "n": NaN}',
+        '{"type": "t", "n": 1e400}',
+        '{"type": "t", "s": "\\ud800"}',
+        '{"type": "t"} {"type": "u"}',
+        '{"type": "t"',
+        '{"title": "no type"}',
+        '["type"]',
+        '"type"',
+        "",
+        "\x0c{}",
+        '{"type": "t", "s": "\x01"}',
+        "[" * 3000 + "]" * 3000,
+        '{"type": ' + "[" * 3000 + "]" * 3000 + "}",
+    ],
+)
+def test_batch_parsers_leave_every_doubtful_text_to_json(text: str) -> None:
+    for mode in ("stdlib", "msgspec"):
+        found = PARSERS[mode](['{"type": "fine"}', text])
+        if found is not None:  # accepted: then it must be json's own answer
+            assert repr(found) == repr([{"type": "fine"}, json.loads(text)]), mode
+
+
+@pytest.mark.parametrize("framing", ["named", "data", "ndjson"])
+def test_regular_streams_are_parsed_in_batches_not_line_by_line(
+    framing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count, not a timing: the per-event Python loop sees only the edges of feeds."""
+    data = _regular(2000, framing, CONTENT)
+    looped: List[int] = []
+    batched: List[int] = []
+    loop = EventDecoder._loop
+    parse = _json.parse_events
+
+    def counting_loop(self: EventDecoder, lines: List[str], *args: Any) -> Any:
+        looped.append(len(lines))
+        return loop(self, lines, *args)
+
+    def counting_parse(texts: List[str]) -> Any:
+        batched.append(len(texts))
+        return parse(texts)
+
+    monkeypatch.setattr(EventDecoder, "_loop", counting_loop)
+    monkeypatch.setattr(_json, "parse_events", counting_parse)
+    decoder = EventDecoder()
+    feeds = range(0, len(data), 4096)
+    count = sum(len(decoder.feed(data[start : start + 4096])) for start in feeds)
+    count += len(decoder.close())
+    assert count == 2000
+    assert sum(batched) >= 2000 - 2 * len(feeds)  # nearly every event in a batch
+    assert sum(looped) <= 4 * len(feeds)  # the loop: a partial event at each end
