@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from operator import attrgetter
+from typing import Any, Callable, Dict, List, Optional
 
 from ._events import RawResponse
 
@@ -11,6 +12,22 @@ __all__ = ["Answer"]
 # Content pieces are joined into one string every CONTENT_CHUNK of them, so a long
 # answer of small tokens is held as a few thousand strings, not millions.
 CONTENT_CHUNK = 1024
+
+
+def _field(name: str, doc: str) -> Any:
+    """A public field of :class:`Answer`: read after the answer caught up."""
+    slot = "_" + name
+    read = attrgetter(slot)
+
+    def get(answer: Answer) -> Any:
+        if answer._catch_up is not None:
+            answer._catch_up()
+        return read(answer)
+
+    def set_(answer: Answer, value: Any) -> None:
+        setattr(answer, slot, value)
+
+    return property(get, set_, doc=doc)
 
 
 class Answer:
@@ -25,57 +42,76 @@ class Answer:
         print(stream.answer.text, stream.answer.usage)
 
     ``client.complete(...)`` returns one without any loop at all.
+
+    It holds exactly the events the stream has handed out so far. (A stream
+    gathers them in batches, when the answer is read or a network read is
+    used up, rather than one by one: a ``content`` piece is taken as it
+    arrived, other events as they are when gathered.)
     """
 
     __slots__ = (
+        "_catch_up",
         "_chunks",
         "_content",
+        "_conversation",
+        "_events",
+        "_finish_reason",
+        "_media",
+        "_model",
+        "_provider",
         "_reasoning",
+        "_suggestions",
         "_text",
         "_text_events",
-        "conversation",
-        "events",
-        "finish_reason",
-        "media",
-        "model",
-        "provider",
-        "suggestions",
-        "title",
-        "usage",
+        "_title",
+        "_usage",
     )
 
     def __init__(self) -> None:
+        # Set by the stream while events it handed out may still be uncounted.
+        self._catch_up: Optional[Callable[[], None]] = None
         self._chunks: List[str] = []  # joined runs of CONTENT_CHUNK content pieces
         self._content: List[str] = []  # the pieces since the last join
         self._reasoning: List[str] = []
         self._text: Optional[str] = None
-        # _text is valid while events is what it was when _text was joined: every
-        # event counts, so a new content piece always invalidates it.
+        # _text is valid while _events is what it was when _text was joined:
+        # every event counts, so a new content piece always invalidates it.
         self._text_events = 0
-        self.provider: Optional[Dict[str, Any]] = None
-        """The ``provider`` event's payload: ``{name, label, url, model}``."""
-        self.model: Optional[str] = None
-        """The model that answered (from the usage or provider event)."""
-        self.usage: Optional[Dict[str, Any]] = None
-        """Token counts: ``{prompt_tokens, completion_tokens, total_tokens, ...}``."""
-        self.finish_reason: Optional[str] = None
-        """Why the answer ended (``"stop"``, ``"length"``...), if the server said."""
-        self.title: Optional[str] = None
-        """A title the server generated for the chat."""
-        self.suggestions: List[str] = []
-        """Follow-up suggestions."""
-        self.conversation: Dict[str, Any] = {}
-        """Provider state to send back next turn, merged: ``{ProviderName: state}``."""
-        self.media: List[str] = []
-        """URLs of media (images, audio) the answer carried."""
-        self.events = 0
-        """How many events were gathered."""
+        self._provider: Optional[Dict[str, Any]] = None
+        self._model: Optional[str] = None
+        self._usage: Optional[Dict[str, Any]] = None
+        self._finish_reason: Optional[str] = None
+        self._title: Optional[str] = None
+        self._suggestions: List[str] = []
+        self._conversation: Dict[str, Any] = {}
+        self._media: List[str] = []
+        self._events = 0
+
+    provider = _field(
+        "provider", "The ``provider`` event's payload: ``{name, label, url, model}``."
+    )
+    model = _field("model", "The model that answered (from the usage or provider event).")
+    usage = _field(
+        "usage", "Token counts: ``{prompt_tokens, completion_tokens, total_tokens, ...}``."
+    )
+    finish_reason = _field(
+        "finish_reason", 'Why the answer ended (``"stop"``, ``"length"``...), if the server said.'
+    )
+    title = _field("title", "A title the server generated for the chat.")
+    suggestions = _field("suggestions", "Follow-up suggestions.")
+    conversation = _field(
+        "conversation", "Provider state to send back next turn, merged: ``{ProviderName: state}``."
+    )
+    media = _field("media", "URLs of media (images, audio) the answer carried.")
+    events = _field("events", "How many events were gathered.")
 
     @property
     def text(self) -> str:
         """The answer's text: every ``content`` event joined."""
-        if self._text is None or self._text_events != self.events:
-            self._text_events = self.events
+        if self._catch_up is not None:
+            self._catch_up()
+        if self._text is None or self._text_events != self._events:
+            self._text_events = self._events
             if self._chunks:
                 self._chunks.append("".join(self._content))
                 self._content = []
@@ -88,6 +124,8 @@ class Answer:
     @property
     def reasoning(self) -> str:
         """The reasoning (thinking) tokens joined."""
+        if self._catch_up is not None:
+            self._catch_up()
         return "".join(self._reasoning)
 
     @property
@@ -98,7 +136,7 @@ class Answer:
 
     def add(self, event: RawResponse) -> None:
         """Take one event into account; events of unknown types only count."""
-        self.events += 1
+        self._events += 1
         data = event.__dict__
         kind = data.get("type")
         if kind == "content":
@@ -118,31 +156,43 @@ class Answer:
         elif kind == "provider":
             provider = event.get("provider")
             if isinstance(provider, dict):
-                self.provider = provider
-                if self.model is None and isinstance(provider.get("model"), str):
-                    self.model = provider["model"]
+                self._provider = provider
+                if self._model is None and isinstance(provider.get("model"), str):
+                    self._model = provider["model"]
         elif kind == "usage":
             usage = event.get("usage")
             if isinstance(usage, dict):
-                self.usage = usage
+                self._usage = usage
             if isinstance(event.get("model"), str) and event.get("model"):
-                self.model = event["model"]
+                self._model = event["model"]
         elif kind == "finish":
             finish = event.get("finish")
             reason = finish.get("reason") if isinstance(finish, dict) else finish
             if isinstance(reason, str):
-                self.finish_reason = reason
+                self._finish_reason = reason
         elif kind == "title":
             if isinstance(event.get("title"), str):
-                self.title = event["title"]
+                self._title = event["title"]
         elif kind == "suggestions":
             suggestions = event.get("suggestions")
             if isinstance(suggestions, list):
-                self.suggestions = [str(item) for item in suggestions]
+                self._suggestions = [str(item) for item in suggestions]
         elif kind == "conversation":
             state = event.get("conversation")
             if isinstance(state, dict):
-                self.conversation.update(state)
+                self._conversation.update(state)
+
+    def _add_contents(self, contents: List[Any]) -> None:
+        """Take a run of plain ``content`` events (no ``urls``) into account.
+
+        Raises TypeError, having changed nothing, if a content is no string.
+        """
+        text = "".join(contents)
+        self._events += len(contents)
+        parts = self._content
+        parts.append(text)
+        if len(parts) >= CONTENT_CHUNK:
+            self._join_content()
 
     def _join_content(self) -> None:
         self._chunks.append("".join(self._content))
@@ -152,7 +202,7 @@ class Answer:
         if isinstance(urls, str):
             urls = [urls]
         if isinstance(urls, list):
-            self.media.extend(url for url in urls if isinstance(url, str))
+            self._media.extend(url for url in urls if isinstance(url, str))
 
     def __repr__(self) -> str:
         text = self.text

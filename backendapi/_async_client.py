@@ -27,9 +27,11 @@ from ._errors import (
     DecodeError,
     IncompleteStreamError,
 )
-from ._events import RawResponse
+from ._events import RawResponse, _set_fields
 from ._media import MediaInput
 from ._request import Messages
+
+_new_event = object.__new__
 
 __all__ = ["AsyncBackendApiClient", "AsyncStream"]
 
@@ -330,10 +332,18 @@ class AsyncStream(
         return self
 
     async def __anext__(self) -> RawResponse:
+        # Most events are handed out here, straight from the current batch.
+        for data in self._core.taking:
+            event: RawResponse = _new_event(RawResponse)
+            _set_fields(event, data)
+            return event
+        return await self._next_batch()
+
+    async def _next_batch(self) -> RawResponse:
         core = self._core
         try:
             while True:
-                event = core.pop()
+                event = core.next_event()
                 if event is not None:
                     return event
                 if core.finished or self._closed:

@@ -12,25 +12,26 @@ import logging
 import os
 import ssl
 import time
-from collections import deque
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import (
     Any,
     Callable,
     ClassVar,
-    Deque,
     Dict,
     Generic,
+    Iterator,
     List,
     Mapping,
     Optional,
     Tuple,
     TypeVar,
     Union,
+    cast,
 )
 from urllib.parse import quote
 
-from ._answer import CONTENT_CHUNK, Answer
+from ._answer import Answer
 from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder
 from ._errors import (
     APIConnectionError,
@@ -60,6 +61,21 @@ from ._request import (
 from ._retry import RetryPolicy
 
 _new_event = object.__new__
+_TYPE = itemgetter("type")
+_CONTENT = itemgetter("content")
+
+
+def _wrap(data: Dict[str, Any]) -> RawResponse:
+    """A RawResponse over one of the decoder's dicts (adopted, not copied)."""
+    event: RawResponse = _new_event(RawResponse)
+    _set_fields(event, data)
+    return event
+
+
+def _dicts(events: List[RawResponse]) -> List[Dict[str, Any]]:
+    """What a decoder with ``_raw_dicts`` set returns: the events' bare dicts."""
+    return cast(List[Dict[str, Any]], events)
+
 
 FEED_SIZE = 16 * 1024
 """Most bytes fed to the decoder at once (a network read is cut in slices)."""
@@ -459,10 +475,18 @@ class Exchange:
 
 
 class StreamCore(Exchange):
-    """The I/O-free half of a stream: decoding, the event queue, error events.
+    """The I/O-free half of a stream: decoding, the batch of events, error events.
 
-    A client's stream pumps bytes in with :meth:`absorb` and takes events out
-    with :meth:`pop`; ``finished`` tells it when to stop reading.
+    A client's stream pumps bytes in with :meth:`absorb` and hands events out
+    of :attr:`taking`, the iterator over the current batch (the events one
+    network read completed, as the decoder's dicts: the stream wraps each in
+    a :class:`RawResponse` as it hands it out, so a batch of them never waits
+    as garbage-collector work); when it runs dry, :meth:`next_event` starts
+    the next batch, and ``finished`` tells the stream when to stop reading.
+
+    The answer counts a batch's events lazily, when it is read or the batch is
+    used up: the events handed out so far are ``len(batch)`` minus what
+    ``taking`` has left, so handing an event out needs no bookkeeping.
     """
 
     def __init__(
@@ -474,11 +498,19 @@ class StreamCore(Exchange):
         """True once the body was read to its end."""
         self.answer = Answer()
         """Everything yielded so far, gathered."""
+        self.answer._catch_up = self._count_taken
         self.on_complete: List[Callable[[Answer], None]] = []
         """Called once with the answer when the stream ends without error."""
+        self.taking: Iterator[Dict[str, Any]] = iter(())
+        """The events (dicts) of the current batch not yet handed out."""
         self._decoder = EventDecoder(max_event_size=max_event_size)
-        self._decoder._raw_dicts = True  # pop() wraps them
-        self._pending: Deque[Any] = deque()  # RawResponse or the dict of one
+        self._decoder._raw_dicts = True  # wrapped here, a batch at a time
+        self._batch: List[Dict[str, Any]] = []
+        # The batch's contents when every event in it is a plain content piece
+        # (the usual case), so the answer takes a run of them at once.
+        self._contents: Optional[List[Any]] = None
+        self._counted = 0  # events of _batch already in the answer
+        self._fatal: Optional[Dict[str, Any]] = None  # an error/auth event after the batch
         # What is left of the last chunk read: it is fed to the decoder in slices
         # of FEED_SIZE as the events before are taken (see absorb).
         self._rest: Optional[memoryview] = None
@@ -486,7 +518,7 @@ class StreamCore(Exchange):
     @property
     def events_yielded(self) -> int:
         """Events handed out so far (every one of them went to the answer)."""
-        return self.answer.events
+        return int(self.answer.events)
 
     @property
     def bytes_received(self) -> int:
@@ -494,7 +526,11 @@ class StreamCore(Exchange):
         return self._decoder.bytes_fed
 
     def absorb(self, chunk: bytes) -> None:
-        """Feed bytes from the network; an empty chunk means the body ended."""
+        """Feed bytes from the network; an empty chunk means the body ended.
+
+        Call it only once :attr:`taking` ran dry and :meth:`next_event`
+        returned None.
+        """
         if chunk:
             if len(chunk) > FEED_SIZE:
                 # A big read is decoded a slice at a time: thousands of events
@@ -506,10 +542,10 @@ class StreamCore(Exchange):
                 self._feed(chunk)
         else:
             self.finished = self.eof = True
-            self._pending.extend(self._decoder.close())
+            self._start_batch(_dicts(self._decoder.close()))
 
     def _feed(self, data: Union[bytes, memoryview]) -> None:
-        self._pending.extend(self._decoder.feed(data))
+        self._start_batch(_dicts(self._decoder.feed(data)))
         if self._decoder.done:
             self.finished = True
             self._rest = None
@@ -524,49 +560,70 @@ class StreamCore(Exchange):
             self._rest = None
         self._feed(rest)
 
-    def pop(self) -> Optional[RawResponse]:
-        """The next event, or None when more bytes are needed.
+    def _start_batch(self, items: List[Dict[str, Any]]) -> None:
+        """Make the decoder's new events (dicts, each with a "type") the batch."""
+        self._count_taken()
+        types = list(map(_TYPE, items))
+        contents: Optional[List[Any]] = None
+        if types.count("content") == len(types):
+            # Plain content pieces (the usual batch) have just their two keys:
+            # none carries "urls", so the answer may take their text at once.
+            if sum(map(len, items)) == 2 * len(items):
+                with contextlib.suppress(KeyError):  # a content event without content
+                    contents = list(map(_CONTENT, items))
+        elif "error" in types or "auth" in types:
+            # Everything before it is handed out first; nothing after it ever is.
+            cut = min(types.index(kind) for kind in ("error", "auth") if kind in types)
+            self._fatal = items[cut]
+            del items[cut:]
+            self._rest = None
+        self._contents = contents
+        self._batch = items
+        self._counted = 0
+        self.taking = iter(items)
+
+    def _count_taken(self) -> None:
+        """Add the events handed out since the last count to the answer."""
+        batch = self._batch
+        if not batch:
+            return
+        taken = len(batch) - self.taking.__length_hint__()  # type: ignore[attr-defined]
+        counted = self._counted
+        if taken > counted:
+            self._counted = taken
+            if self._contents is not None:
+                try:
+                    self.answer._add_contents(self._contents[counted:taken])
+                    return
+                except TypeError:  # a content that is no string: one at a time
+                    self._contents = None
+            for data in batch[counted:taken]:
+                self.answer.add(_wrap(data))
+
+    def next_event(self) -> Optional[RawResponse]:
+        """Start the next batch and return its first event; None when bytes are needed.
 
         Raises :class:`StreamError` (or :class:`AuthenticationError`) at a
-        fatal ``error`` or ``auth`` event, after all earlier events were popped.
+        fatal ``error`` or ``auth`` event, after all earlier events were
+        handed out, and a held :class:`DecodeError` likewise.
         """
-        pending = self._pending
-        while not pending and self._rest is not None and not self._decoder.error_pending:
-            self._feed_rest()
-        if not pending:
+        for data in self.taking:
+            return _wrap(data)
+        while True:
+            if self._fatal is not None:
+                self._count_taken()
+                data, self._fatal = self._fatal, None
+                self.finished = True
+                raise self._event_error(_wrap(data))
             if self._decoder.error_pending:
+                self._count_taken()
                 self.finished = True
                 self._decoder.feed(b"")  # raises the decode error held behind the events
-            return None
-        item = pending.popleft()
-        event: RawResponse
-        data: Dict[str, Any]
-        if item.__class__ is dict:
-            data = item
-            event = _new_event(RawResponse)
-            _set_fields(event, data)
-        else:
-            event = item
-            data = event.__dict__
-        content = data.get("content")
-        if content.__class__ is str and data.get("type") == "content":
-            # Answer.add's most common case, inlined: this runs for every token.
-            answer = self.answer
-            answer.events += 1  # which also invalidates answer.text
-            parts = answer._content
-            parts.append(content)
-            if len(parts) >= CONTENT_CHUNK:
-                answer._join_content()
-            if "urls" in data:
-                answer._add_urls(data["urls"])
-            return event
-        kind = data.get("type")
-        if kind == "error" or kind == "auth":
-            self.finished = True
-            pending.clear()
-            raise self._event_error(event)
-        self.answer.add(event)
-        return event
+            if self._rest is None:
+                return None
+            self._feed_rest()
+            for data in self.taking:
+                return _wrap(data)
 
     def end(self, outcome: str) -> None:
         """Note that the stream ended (``"completed"``, ``"closed"``, ``"failed"``...).
@@ -574,8 +631,13 @@ class StreamCore(Exchange):
         Events decoded but not yet taken are dropped: nothing comes out of a
         stream after it was closed.
         """
+        self._count_taken()
+        self.answer._catch_up = None
         self.finished = True
-        self._pending.clear()
+        self._batch = []
+        self._contents = None
+        self.taking = iter(())
+        self._fatal = None
         self._rest = None
         if outcome == "completed":
             callbacks, self.on_complete = self.on_complete, []

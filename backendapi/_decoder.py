@@ -110,10 +110,8 @@ class EventDecoder:
         # A decode error found after other events of the same feed() waits here,
         # so those events are still handed out first, whatever way TCP cut the bytes.
         self._error: Optional[DecodeError] = None
-        # StreamCore sets this: the fast path then hands out the parsed dicts
-        # as they are, and StreamCore wraps each one as it is taken. A batch of
-        # RawResponse objects waiting to be taken would be garbage-collector
-        # work (the dicts alone are not tracked by it).
+        # StreamCore sets this: every event is then handed out as its bare dict,
+        # and StreamCore wraps a whole batch into RawResponse objects at once.
         self._raw_dicts = False
 
     @property
@@ -479,7 +477,8 @@ class EventDecoder:
             return
         events.append(self._parse(payload, name))
 
-    def _parse(self, payload: _Line, event_name: Optional[str]) -> RawResponse:
+    def _parse(self, payload: _Line, event_name: Optional[str]) -> Any:
+        """The event's dict (with ``_raw_dicts``), else its :class:`RawResponse`."""
         try:
             obj: Any = json.loads(payload)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
@@ -490,7 +489,7 @@ class EventDecoder:
             if not event_name:
                 raise DecodeError(f"event has no 'type' field: {excerpt(payload)}")
             obj = {"type": event_name, **obj}
-        return RawResponse._adopt(obj)
+        return obj if self._raw_dicts else RawResponse._adopt(obj)
 
     def _text(self, value: bytes, line: _Line) -> str:
         try:

@@ -55,14 +55,15 @@ class RawResponse:
         """The fields (the instance's ``__dict__``)."""
         return self.__dict__
 
-    @property
-    def type(self) -> str:
-        """The event type (``"content"``, ``"usage"``, ...); ``""`` if absent."""
-        value = self.__dict__.get("type", "")
-        return value if isinstance(value, str) else str(value)
+    # The event type ("content", "usage"...): its "type" field, "" if absent. The
+    # field is read straight from __dict__ (no property: this is the attribute
+    # every consumer's loop reads); __getattr__ answers "" when it is absent.
+    type: str
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup (the class, then the fields) fails.
+        if name == "type":
+            return ""
         if name.startswith("__"):
             raise AttributeError(name)
         raise AttributeError(f"{type(self).__name__} of type {self.type!r} has no field {name!r}")

@@ -30,9 +30,11 @@ from ._errors import (
     IncompleteStreamError,
     InvalidInputError,
 )
-from ._events import RawResponse
+from ._events import RawResponse, _set_fields
 from ._media import MediaInput
 from ._request import Messages
+
+_new_event = object.__new__
 
 __all__ = ["BackendApiClient", "Stream"]
 
@@ -269,10 +271,18 @@ class Stream(StreamBase[BackendApiClient, requests.Response], Iterator[RawRespon
         return self
 
     def __next__(self) -> RawResponse:
+        # Most events are handed out here, straight from the current batch.
+        for data in self._core.taking:
+            event: RawResponse = _new_event(RawResponse)
+            _set_fields(event, data)
+            return event
+        return self._next_batch()
+
+    def _next_batch(self) -> RawResponse:
         core = self._core
         try:
             while True:
-                event = core.pop()
+                event = core.next_event()
                 if event is not None:
                     return event
                 if core.finished or self._closed:

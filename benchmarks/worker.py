@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import os
 import resource
 import sys
 import time
@@ -72,6 +73,8 @@ class Client:
 
     framing = "sse"
     kind = "t"
+    speedups = True
+    """For the SDK's clients: whether its ``speedups`` extra may be used."""
 
     def setup(self, base_url: str, framing: str, kind: str) -> None:
         self.base_url = base_url
@@ -159,6 +162,18 @@ class SdkAsync(AsyncClient):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class SdkSyncPlain(SdkSync):
+    """``BackendApiClient`` without the ``speedups`` extra (``BACKENDAPI_SPEEDUPS=0``)."""
+
+    speedups = False
+
+
+class SdkAsyncPlain(SdkAsync):
+    """``AsyncBackendApiClient`` without the ``speedups`` extra."""
+
+    speedups = False
 
 
 class RequestsLines(Client):
@@ -365,6 +380,8 @@ class Seed(AsyncClient):
 CLIENTS: Dict[str, Callable[[], Client]] = {
     "sdk-sync": SdkSync,
     "sdk-async": SdkAsync,
+    "sdk-sync-plain": SdkSyncPlain,
+    "sdk-async-plain": SdkAsyncPlain,
     "requests": RequestsLines,
     "aiohttp": AiohttpLines,
     "httpx-sse": HttpxSse,
@@ -381,6 +398,8 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
     if spec.get("no_answer"):
         _disable_answer()
     client = CLIENTS[spec["client"]]()
+    if not client.speedups:
+        os.environ["BACKENDAPI_SPEEDUPS"] = "0"  # read once, when backendapi is imported
     client.setup(spec["base_url"], spec["framing"], spec.get("kind", "t"))
     gc.collect()
     rss0 = rss_bytes()
@@ -402,6 +421,9 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
     last = getattr(client, "last", None)
     if last is not None:
         result["answer_bytes"] = _answer_bytes(last.answer)
+        from backendapi import _json
+
+        result["speedups"] = _json.SPEEDUPS
     client.close()
     return result
 
@@ -409,19 +431,19 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
 def _disable_answer() -> None:
     """Diagnostic only: stop ``Answer`` from keeping each event's text.
 
-    ``StreamCore.pop`` adds a content event's text itself (``Answer.add``'s
-    common case, inlined), so the pieces are dropped where they are joined.
+    A stream adds a batch of plain content pieces with ``Answer._add_contents``
+    and any other event with ``Answer.add``; both now only count.
     """
     from backendapi import _answer
 
     def add(self: Any, event: Any) -> None:
-        self.events += 1
+        self._events += 1
 
-    def join_content(self: Any) -> None:
-        self._content = []
+    def add_contents(self: Any, contents: List[str]) -> None:
+        self._events += len(contents)
 
     _answer.Answer.add = add  # type: ignore[method-assign]
-    _answer.Answer._join_content = join_content  # type: ignore[method-assign]
+    _answer.Answer._add_contents = add_contents  # type: ignore[method-assign]
 
 
 def _answer_bytes(answer: Any) -> int:

@@ -256,3 +256,67 @@ def test_complete_raises_at_an_error_event(kind: str, server: BackendApiTestServ
     with pytest.raises(StreamError, match="slow down") as caught:
         complete(kind, server.url, "scripted-1", MESSAGES)
     assert caught.value.error_type == "RateLimitError"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("framing", ["sse", "ndjson"])
+def test_a_held_answer_follows_every_event_of_one_network_read(
+    kind: str, framing: str, server: BackendApiTestServer
+) -> None:
+    """Events that arrive together are counted lazily, yet the answer is never behind."""
+    pieces = [f"<{i}>" for i in range(300)]
+    server.reply(
+        Reply(
+            [{"type": "content", "content": piece} for piece in pieces[:150]]
+            + [{"type": "title", "title": "T"}]
+            + [{"type": "content", "content": piece} for piece in pieces[150:]],
+            framing=framing,
+        )
+    )
+    held: List[Answer] = []
+
+    def snapshot(stream: Any, event: Any) -> Any:
+        if not held:
+            held.append(stream.answer)
+        return (held[0].events, held[0].text, held[0].title)
+
+    snapshots = stream_with_snapshots(kind, server.url, snapshot)
+    texts = ["".join(pieces[:n]) for n in range(151)] + ["".join(pieces[:150])]
+    texts += ["".join(pieces[: n + 1]) for n in range(150, 300)]
+    expected = [
+        (index + 1, text, None if index < 150 else "T") for index, text in enumerate(texts[1:])
+    ]
+    assert snapshots[:-1] == expected
+    assert snapshots[-1] == (301, "".join(pieces), "T")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
+    kind: str, server: BackendApiTestServer
+) -> None:
+    server.reply(Reply([{"type": "content", "content": str(i)} for i in range(500)]))
+
+    async def read_async(url: str) -> Answer:
+        from backendapi import AsyncBackendApiClient
+
+        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+            stream = client.create("scripted-1", MESSAGES)
+            async for event in stream:
+                if event.content == "41":
+                    break
+            await stream.aclose()
+            return stream.answer
+
+    if kind == "sync":
+        with BackendApiClient(server.url, timeout=TIMEOUT) as client:
+            stream = client.create("scripted-1", MESSAGES)
+            for event in stream:
+                if event.content == "41":
+                    break
+            stream.close()
+            answer = stream.answer
+            assert list(stream) == []  # nothing after close
+    else:
+        answer = asyncio.run(read_async(server.url))
+    assert answer.events == 42
+    assert answer.text == "".join(str(i) for i in range(42))
