@@ -20,6 +20,7 @@ from ._base import (
     StreamBase,
     Timeout,
 )
+from ._environment import Environment
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -29,7 +30,7 @@ from ._errors import (
 )
 from ._events import RawResponse, _set_fields
 from ._media import MediaInput
-from ._request import Messages
+from ._request import Messages, PreparedRequest
 
 _new_event = object.__new__
 
@@ -67,6 +68,7 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         self._connector_tls = True
         self._tls_context: Union[bool, ssl.SSLContext, None] = None
         self._timeout_open: Optional[aiohttp.ClientTimeout] = None
+        self._environment = Environment()
 
     def create(
         self,
@@ -167,8 +169,12 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
     async def _send(self, exchange: Exchange) -> aiohttp.ClientResponse:
         """Send the request, retrying as :attr:`retry` allows; return the answer's head."""
         request = exchange.request
-        session = await self._get_session()
-        options = self._request_options()
+        session = self._session
+        if session is None or self._session_loop is not asyncio.get_running_loop():
+            session = await self._get_session()
+        elif self._closed:
+            raise BackendApiError("the client is closed")
+        options = self._request_options(request)
         if (
             self._owns_session
             and not self._connector_tls
@@ -187,7 +193,6 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
                 response = await session.request(
                     request.method,
                     request.url,
-                    headers=request.headers,
                     data=request.body,
                     allow_redirects=False,
                     timeout=self._client_timeout(exchange.remaining()),
@@ -226,12 +231,20 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             total=remaining, sock_connect=timeout.connect, sock_read=timeout.read
         )
 
-    def _request_options(self) -> Dict[str, Any]:
-        options: Dict[str, Any] = {}
+    def _request_options(self, request: PreparedRequest) -> Dict[str, Any]:
+        """``session.request()``'s keyword arguments beyond the request itself."""
+        if self._owns_session:
+            # The own session has trust_env=False: proxies and .netrc come from here.
+            found, headers = self._environment.request_options(
+                request.url, self.proxy or None, request.has_authorization
+            )
+            found["headers"] = {**request.headers, **headers} if headers else request.headers
+            return found
+        options: Dict[str, Any] = {"headers": request.headers}
         if self.proxy:
             options["proxy"] = self.proxy
         # The client's own connector carries the SSL setting; a caller's does not.
-        if not self._owns_session and self.ssl is not True:
+        if self.ssl is not True:
             options["ssl"] = self._ssl_context()
         return options
 
@@ -258,7 +271,9 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
                 limit_per_host=0,
             )
             self._connector_tls = tls
-            session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            # trust_env=False: aiohttp would read .netrc and the proxy variables in
+            # worker threads on every request; _environment reads them once a tick.
+            session = aiohttp.ClientSession(connector=connector, trust_env=False)
             if self._owns_session:
                 # The loop closes every live async generator before it stops (asyncio.run
                 # calls shutdown_asyncgens), and finalises a collected one on the loop:

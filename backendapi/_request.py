@@ -10,6 +10,7 @@ import json
 import mimetypes
 import re
 import secrets
+from collections import abc
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlencode, urlsplit
@@ -55,6 +56,11 @@ class PreparedRequest:
     model: str = ""
     provider: Optional[str] = None
 
+    @property
+    def has_authorization(self) -> bool:
+        """True when the headers carry an ``Authorization`` (then ``.netrc`` is not read)."""
+        return any(name.lower() == "authorization" for name in self.headers)
+
     def __repr__(self) -> str:
         size = "no body" if self.body is None else f"{len(self.body)} byte body"
         return f"PreparedRequest({self.method} {self.url}, {size})"
@@ -93,7 +99,7 @@ def validate_messages(messages: object) -> None:
         raise InvalidInputError("messages must not be empty")
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
-        if not isinstance(message, Mapping):
+        if not isinstance(message, abc.Mapping):  # the ABC: typing's alias checks slowly
             raise InvalidInputError(
                 f"{where} must be a dict with 'role' and 'content', not {type(message).__name__}"
             )

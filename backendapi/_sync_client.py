@@ -167,6 +167,9 @@ class BackendApiClient(BaseClient[requests.Session]):
         session = self._get_session()
         timeout = self.timeout
         proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
+        # requests would replace an Authorization header of the caller's with
+        # credentials from .netrc; a no-op auth keeps the header (as aiohttp does).
+        auth = _keep_headers if request.has_authorization else None
         attempt = 0
         while True:
             exchange.log_request()
@@ -187,6 +190,7 @@ class BackendApiClient(BaseClient[requests.Session]):
                     ),
                     verify=self._verify(),
                     proxies=proxies,
+                    auth=auth,
                 )
             except requests.RequestException as exc:
                 delay = self.retry.error_delay(attempt) if _may_retry(exc) else None
@@ -401,6 +405,11 @@ class Stream(StreamBase[BackendApiClient, requests.Response], Iterator[RawRespon
         # pool; otherwise this closes the socket, so the server sees it.
         response.close()
         self._core.log_end(outcome)
+
+
+def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An ``auth`` for requests that changes nothing: no ``.netrc`` lookup."""
+    return request
 
 
 def _request_error(

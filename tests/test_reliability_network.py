@@ -17,6 +17,8 @@ gets; `test_reliability_doc_names_existing_tests` keeps that table and these tes
 from __future__ import annotations
 
 import ast
+import asyncio
+import base64
 import contextlib
 import email.utils
 import gc
@@ -27,6 +29,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -65,6 +68,7 @@ GOOD_EVENTS = [FIRST, SECOND, FINISH]
 
 # Hop-by-hop state that must not leak between tests: requests and aiohttp both read these.
 NETWORK_ENV = (
+    "NETRC",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",
@@ -945,6 +949,140 @@ def test_no_proxy_bypasses_proxy(
     assert result.events == GOOD_EVENTS
     assert proxy.requests == []
     assert len(backendapi_server.requests) == 1
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def netrc_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A .netrc with credentials for 127.0.0.1, named by $NETRC."""
+    path = tmp_path / "netrc"
+    path.write_text("machine 127.0.0.1 login netrc-user password netrc-pw\n")
+    path.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(path))
+    return path
+
+
+def test_netrc_credentials_reach_the_server(
+    client_kind: str, backendapi_server: BackendApiTestServer, netrc_file: Path
+) -> None:
+    backendapi_server.reply(GOOD)
+    result = stream(client_kind, backendapi_server.url)
+
+    assert result.error is None
+    (received,) = backendapi_server.requests
+    assert received.headers["Authorization"] == basic("netrc-user", "netrc-pw")
+
+
+def test_an_authorization_header_wins_over_netrc(
+    client_kind: str, backendapi_server: BackendApiTestServer, netrc_file: Path
+) -> None:
+    backendapi_server.reply(GOOD)
+    result = stream(
+        client_kind, backendapi_server.url, headers={"authorization": "Bearer my-own-token"}
+    )
+
+    assert result.error is None
+    (received,) = backendapi_server.requests
+    assert received.headers.getall("Authorization") == ["Bearer my-own-token"]
+
+
+def test_proxy_credentials_from_the_environment(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    proxy: ForwardingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://p-user:p%40ss@"))
+
+    result, _ = proxied_stream(client_kind, backendapi_server)
+
+    assert result.error is None
+    (proxied,) = proxy.requests
+    assert proxied.headers["Proxy-Authorization"] == basic("p-user", "p@ss")
+    (received,) = backendapi_server.requests
+    assert "Proxy-Authorization" not in received.headers
+
+
+def test_netrc_credentials_for_an_environment_proxy(
+    backendapi_server: BackendApiTestServer,
+    proxy: ForwardingProxy,
+    netrc_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiohttp's rule, kept by the async client: a proxy given without credentials gets
+    those of its host in .netrc (requests, under the blocking client, has no such rule)."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+
+    result, _ = proxied_stream("async", backendapi_server)
+
+    assert result.error is None
+    (proxied,) = proxy.requests
+    assert proxied.headers["Proxy-Authorization"] == basic("netrc-user", "netrc-pw")
+
+
+def test_a_change_to_the_environment_counts_for_the_next_request(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    proxy: ForwardingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One client, three requests: direct, then through HTTP_PROXY, then direct again."""
+    backendapi_server.default_reply = GOOD
+    seen: List[int] = []
+
+    def through_proxy_then_not() -> None:
+        seen.append(len(proxy.requests))
+        if len(seen) == 1:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        else:
+            monkeypatch.delenv("HTTP_PROXY", raising=False)
+
+    if client_kind == "sync":
+        with BackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
+            for _ in range(3):
+                assert len(list(client.create("m", MESSAGES))) == len(GOOD_EVENTS)
+                through_proxy_then_not()
+    else:
+
+        async def main() -> None:
+            async with AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
+                for _ in range(3):
+                    assert len([e async for e in client.create("m", MESSAGES)]) == len(GOOD_EVENTS)
+                    through_proxy_then_not()
+
+        asyncio.run(main())
+    assert seen == [0, 1, 1]
+    assert len(backendapi_server.requests) == 3
+
+
+def test_concurrent_requests_share_one_reading_of_the_environment(
+    backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count, not a timing: the environment is read once for requests started together."""
+    backendapi_server.default_reply = GOOD
+    readings: List[int] = []
+    getproxies = urllib.request.getproxies
+
+    def counting_getproxies() -> Dict[str, str]:
+        readings.append(1)
+        return getproxies()
+
+    monkeypatch.setattr(urllib.request, "getproxies", counting_getproxies)
+
+    async def one(client: AsyncBackendApiClient) -> int:
+        return len([event async for event in client.create("m", MESSAGES)])
+
+    async def main() -> List[int]:
+        async with AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
+            await one(client)  # the session exists from here on
+            readings.clear()
+            return await asyncio.gather(*(one(client) for _ in range(20)))
+
+    assert asyncio.run(main()) == [len(GOOD_EVENTS)] * 20
+    assert len(readings) == 1
 
 
 # --------------------------------------------------------------------------- bad arguments

@@ -1,0 +1,169 @@
+"""The environment an async client's own session obeys: proxies and ``.netrc``.
+
+aiohttp reads the same things when a session has ``trust_env=True``, but does
+two worker-thread round trips on every request to do it (the ``.netrc`` file
+and the proxy variables), which made 500 concurrent streams spend more time
+on the environment than on their events. The client's own session is made
+with ``trust_env=False`` and gets the answers from here instead, read with
+the stdlib as aiohttp reads them:
+
+- the proxy for an ``http``/``https`` URL from ``urllib.request.getproxies()``
+  (``HTTP_PROXY``, ``HTTPS_PROXY``, lower case first), unless
+  ``urllib.request.proxy_bypass`` says the host bypasses it (``NO_PROXY``);
+  like aiohttp, an ``https://`` proxy from the environment is not used;
+- Basic credentials for the server, or for a proxy given without any, from
+  the ``.netrc`` file (``$NETRC``, else ``~/.netrc``).
+
+What is read is kept until the event loop's current iteration ends, so
+requests started together (``asyncio.gather``) share one reading and a change
+to the environment counts from the next iteration on. The ``.netrc`` file is
+parsed again only when its size or modification time changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import netrc
+import os
+import urllib.request
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+from urllib.parse import urlsplit
+
+from yarl import URL
+
+__all__ = ["Environment"]
+
+logger = logging.getLogger("backendapi")
+
+_PROXY_SCHEMES = ("http", "https")
+
+
+class _Reading:
+    """The environment as read in one event-loop iteration."""
+
+    __slots__ = ("bypass", "netrc", "proxies")
+
+    def __init__(self, proxies: Dict[str, str], netrc_file: Optional[netrc.netrc]) -> None:
+        self.proxies = proxies
+        self.netrc = netrc_file
+        self.bypass: Dict[str, bool] = {}
+
+
+class Environment:
+    """Proxy and credentials for each request of one client's own session."""
+
+    def __init__(self) -> None:
+        self._reading: Optional[_Reading] = None
+        self._netrc_key: Optional[Tuple[str, int, int, int]] = None
+        self._netrc: Optional[netrc.netrc] = None
+
+    def request_options(
+        self, url: str, proxy: Optional[str], has_authorization: bool
+    ) -> Tuple[Dict[str, object], Dict[str, str]]:
+        """Options for ``session.request(url, ...)``, and headers to add to its own.
+
+        ``proxy`` is the client's own ``proxy=`` setting, which wins over the
+        environment; ``has_authorization``: the request carries an
+        ``Authorization`` header of its own, so ``.netrc`` is not consulted
+        for the server.
+        """
+        reading = self._read()
+        options: Dict[str, object] = {}
+        headers: Dict[str, str] = {}
+        parts = urlsplit(url)
+        host = parts.hostname
+        if not has_authorization and host:
+            credentials = _netrc_credentials(reading.netrc, host)
+            if credentials is not None:
+                headers["Authorization"] = _basic(*credentials)
+        if proxy is not None:
+            options["proxy"] = proxy
+            return options, headers
+        found = reading.proxies.get(parts.scheme.lower())
+        if found is None or (host and self._bypassed(reading, host)):
+            return options, headers
+        proxy_url = URL(found)
+        if proxy_url.scheme != "http":
+            logger.debug(
+                "%s proxy %s from the environment is not supported: not used",
+                proxy_url.scheme,
+                proxy_url.with_user(None),
+            )
+            return options, headers
+        if proxy_url.user is None and proxy_url.password is None and proxy_url.host:
+            # Credentials in the proxy URL become its Proxy-Authorization (aiohttp).
+            credentials = _netrc_credentials(reading.netrc, proxy_url.host)
+            if credentials is not None:
+                proxy_url = proxy_url.with_user(credentials[0]).with_password(credentials[1])
+        options["proxy"] = proxy_url
+        return options, headers
+
+    def _read(self) -> _Reading:
+        reading = self._reading
+        if reading is None:
+            proxies = urllib.request.getproxies()
+            reading = _Reading(
+                {scheme: proxies[scheme] for scheme in _PROXY_SCHEMES if proxies.get(scheme)},
+                self._netrc_file(),
+            )
+            self._reading = reading
+            asyncio.get_running_loop().call_soon(self._forget)
+        return reading
+
+    def _forget(self) -> None:
+        self._reading = None
+
+    @staticmethod
+    def _bypassed(reading: _Reading, host: str) -> bool:
+        bypass = reading.bypass.get(host)
+        if bypass is None:
+            bypass = reading.bypass[host] = bool(urllib.request.proxy_bypass(host))
+        return bypass
+
+    def _netrc_file(self) -> Optional[netrc.netrc]:
+        """The parsed ``.netrc`` file, or None; parsed again only when it changed."""
+        path = os.environ.get("NETRC")
+        if path is None:
+            try:
+                path = str(Path.home() / (".netrc" if os.name != "nt" else "_netrc"))
+            except RuntimeError:  # no home directory to be found
+                return None
+        try:
+            stat = os.stat(path)
+        except OSError:
+            self._netrc_key, self._netrc = None, None
+            return None
+        key = (path, stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if key != self._netrc_key:
+            self._netrc_key = key
+            try:
+                self._netrc = netrc.netrc(path)
+            except (netrc.NetrcParseError, OSError) as exc:
+                logger.debug("cannot read the .netrc file %s: %s", path, exc)
+                self._netrc = None
+        return self._netrc
+
+
+def _netrc_credentials(netrc_file: Optional[netrc.netrc], host: str) -> Optional[Tuple[str, str]]:
+    """The ``.netrc`` entry for ``host`` as (user, password), as aiohttp reads it."""
+    if netrc_file is None:
+        return None
+    entry = netrc_file.authenticators(host)
+    if entry is None:
+        return None
+    login, account, password = entry
+    # Before Python 3.11 an absent login is "" and an absent account None.
+    return (login if (login or account is None) else account or ""), password or ""
+
+
+def _basic(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` value, latin-1 encoded as requests and aiohttp do."""
+    pair = f"{user}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
