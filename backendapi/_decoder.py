@@ -248,6 +248,7 @@ class EventDecoder:
         and any batch that is not regular, go through the line loop
         (:meth:`_loop`).
         """
+        alone = False
         try:
             parts = [value.decode("utf-8") for value in self._data]
             with memoryview(buf) as view:
@@ -259,14 +260,22 @@ class EventDecoder:
                     text = str(view[lf + 1 : last + 1], "utf-8")
                     parts.append(value)
                 else:
-                    text = str(view[: last + 1], "utf-8")
+                    # One line alone (the end of a long one) is decoded without
+                    # its "\n", so that no slice copies it again: no batch to make.
+                    alone = lf == last
+                    text = str(view[: last if alone else last + 1], "utf-8")
                     if self._at_start and text[:1] == "\ufeff":
                         text = text[1:]  # the BOM, as _line drops it
         except UnicodeDecodeError:
             return False
         self._at_start = False
-        # text: whole lines, each ended by "\n" (none at all after a long data line).
         name = self._event_name
+        if alone:
+            state = self._read_lines([text], parts, name, events)
+            if state is not None:
+                self._store(*state)
+            return True
+        # text: whole lines, each ended by "\n" (none at all after a long data line).
         start = 0
         if parts or name is not None:
             # An SSE event is under way: the loop reads it up to its blank line.
@@ -275,41 +284,60 @@ class EventDecoder:
             else:
                 blank = text.find("\n\n")
                 start = len(text) if blank < 0 else blank + 2
-            head = _lines(text, 0, start)
-            done, parts, name = self._loop(head, parts, name, events)
-            if done < len(head):
-                self._store(parts, name)
-                self._per_line(head, done, events)
+            state = self._read_lines(_lines(text, 0, start), parts, name, events)
+            if state is None:
                 self._per_line(_lines(text, start, len(text)), 0, events)
                 return True
-        stop = start
-        if parts or name is not None:
-            pass  # no blank line ended the event under way: nothing to batch
-        elif text.startswith("{", start):
-            lines = _lines(text, start, len(text))
-            found = _json.parse_events(lines)
-            if found is not None:
-                self._emit(found, events)
-                stop = len(text)
-        elif text.startswith("event:", start) or text.startswith("data:", start):
-            end = text.rfind("\n\n", start) + 2
-            if end > start + 1:
-                pattern, newlines = (
-                    (_SSE_NAMED, 3) if text.startswith("e", start) else (_SSE_DATA, 2)
-                )
-                payloads = pattern.findall(text, start, end)
-                # Every "\n" is in a match and each match is whole lines: the
-                # matches are the whole of text[start:end].
-                if newlines * len(payloads) == text.count("\n", start, end):
-                    found = _json.parse_events(payloads)
-                    if found is not None:
-                        self._emit(found, events)
-                        stop = end
-        rest = _lines(text, stop, len(text))
-        done, parts, name = self._loop(rest, parts, name, events)
-        self._store(parts, name)
-        self._per_line(rest, done, events)
+            parts, name = state
+        # A blank line ended any event under way, unless the text ran out first.
+        stop = start if parts or name is not None else self._batch(text, start, events)
+        state = self._read_lines(_lines(text, stop, len(text)), parts, name, events)
+        if state is not None:
+            self._store(*state)
         return True
+
+    def _batch(self, text: str, start: int, events: List[Any]) -> int:
+        """Parse the regular events from ``text[start:]`` on as one batch; return where they end.
+
+        ``start`` is at a line start, with no SSE event under way.
+        """
+        if text.startswith("{", start):
+            found = _json.parse_events(_lines(text, start, len(text)))
+            if found is None:
+                return start
+            self._emit(found, events)
+            return len(text)
+        if not (text.startswith("event:", start) or text.startswith("data:", start)):
+            return start
+        end = text.rfind("\n\n", start) + 2
+        if end <= start + 1:
+            return start
+        pattern, newlines = (_SSE_NAMED, 3) if text.startswith("e", start) else (_SSE_DATA, 2)
+        payloads = pattern.findall(text, start, end)
+        # Every "\n" is in a match and each match is whole lines: the matches
+        # are the whole of text[start:end].
+        if newlines * len(payloads) != text.count("\n", start, end):
+            return start
+        found = _json.parse_events(payloads)
+        if found is None:
+            return start
+        self._emit(found, events)
+        return end
+
+    def _read_lines(
+        self, lines: List[str], parts: List[str], name: Optional[str], events: List[Any]
+    ) -> Optional[Tuple[List[str], Optional[str]]]:
+        """Read ``lines`` with the loop; return the SSE state after them.
+
+        None when the loop left some of them to the per-line path, which then
+        read them (and owns the state).
+        """
+        done, parts, name = self._loop(lines, parts, name, events)
+        if done == len(lines):
+            return parts, name
+        self._store(parts, name)
+        self._per_line(lines, done, events)
+        return None
 
     def _emit(self, found: List[Dict[str, Any]], events: List[Any]) -> None:
         if self._raw_dicts:

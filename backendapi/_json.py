@@ -33,10 +33,10 @@ from operator import contains, itemgetter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
-    "SPEEDUPS",
     "msgspec_parse_events",
     "parse_events",
     "scan_once",
+    "speedups",
     "stdlib_parse_events",
 ]
 
@@ -90,12 +90,30 @@ def _speedups_allowed() -> bool:
     return setting not in ("0", "false", "no", "off")
 
 
-_fast_parse = msgspec_parse_events() if _speedups_allowed() else None
+Parser = Callable[[List[str]], Optional[List[Dict[str, Any]]]]
 
-SPEEDUPS: Optional[str] = "msgspec" if _fast_parse is not None else None
-"""The speedup in use: ``"msgspec"``, or None for the stdlib alone."""
+_chosen: Optional[Parser] = None
 
-parse_events: Callable[[List[str]], Optional[List[Dict[str, Any]]]] = (
-    _fast_parse if _fast_parse is not None else stdlib_parse_events
-)
+
+def _choose() -> Parser:
+    # Chosen on first use, not at import: importing msgspec takes ~10 ms.
+    global _chosen, parse_events
+    if _chosen is None:
+        found = msgspec_parse_events() if _speedups_allowed() else None
+        _chosen = found if found is not None else stdlib_parse_events
+    if parse_events is _parse_events_first:  # unless something else was put there
+        parse_events = _chosen
+    return _chosen
+
+
+def speedups() -> Optional[str]:
+    """The speedup in use: ``"msgspec"``, or None for the stdlib alone."""
+    return None if _choose() is stdlib_parse_events else "msgspec"
+
+
+def _parse_events_first(texts: List[str]) -> Optional[List[Dict[str, Any]]]:
+    return _choose()(texts)
+
+
+parse_events: Parser = _parse_events_first
 """Parse a batch of event texts into dicts; None unless each is one event object."""

@@ -423,7 +423,7 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
         result["answer_bytes"] = _answer_bytes(last.answer)
         from backendapi import _json
 
-        result["speedups"] = _json.SPEEDUPS
+        result["speedups"] = _json.speedups()
     client.close()
     return result
 

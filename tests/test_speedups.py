@@ -12,6 +12,9 @@ compared.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -379,3 +382,33 @@ def test_regular_streams_are_parsed_in_batches_not_line_by_line(
     assert count == 2000
     assert sum(batched) >= 2000 - 2 * len(feeds)  # nearly every event in a batch
     assert sum(looped) <= 4 * len(feeds)  # the loop: a partial event at each end
+
+
+def _python(code: str, **env: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return completed.stdout.strip()
+
+
+CHOSEN = (
+    "import sys, backendapi\n"
+    "from backendapi import _json, decode\n"
+    "before = 'msgspec' in sys.modules\n"
+    'events = decode(b\'{"type": "a"}\\n{"type": "b"}\\n\')\n'
+    "print(before, _json.speedups(), [e.type for e in events])\n"
+)
+
+
+def test_msgspec_is_imported_on_first_use_and_used() -> None:
+    assert _python(CHOSEN, BACKENDAPI_SPEEDUPS="") == "False msgspec ['a', 'b']"
+
+
+@pytest.mark.parametrize("setting", ["0", "false", "off", "no"])
+def test_backendapi_speedups_0_leaves_msgspec_unused(setting: str) -> None:
+    assert _python(CHOSEN, BACKENDAPI_SPEEDUPS=setting) == "False None ['a', 'b']"
