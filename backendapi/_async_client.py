@@ -343,8 +343,23 @@ class AsyncStream(
             pass
         return self._core.answer
 
-    def __aiter__(self) -> AsyncStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[RawResponse]:
+        # An async generator: handing out an event creates no coroutine. Its state
+        # is the stream's, so loops (and anext()) over one stream share it.
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[RawResponse]:
+        core = self._core
+        while True:
+            for data in core.taking:
+                event: RawResponse = _new_event(RawResponse)
+                _set_fields(event, data)
+                yield event
+            try:
+                event = await self._next_batch()
+            except StopAsyncIteration:
+                return
+            yield event
 
     async def __anext__(self) -> RawResponse:
         # Most events are handed out here, straight from the current batch.

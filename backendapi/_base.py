@@ -13,6 +13,7 @@ import os
 import ssl
 import time
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from typing import (
     Any,
@@ -63,6 +64,7 @@ from ._retry import RetryPolicy
 _new_event = object.__new__
 _TYPE = itemgetter("type")
 _CONTENT = itemgetter("content")
+_STR = repeat(str)
 
 
 def _wrap(data: Dict[str, Any]) -> RawResponse:
@@ -571,12 +573,17 @@ class StreamCore(Exchange):
             if sum(map(len, items)) == 2 * len(items):
                 with contextlib.suppress(KeyError):  # a content event without content
                     contents = list(map(_CONTENT, items))
-        elif "error" in types or "auth" in types:
-            # Everything before it is handed out first; nothing after it ever is.
-            cut = min(types.index(kind) for kind in ("error", "auth") if kind in types)
-            self._fatal = items[cut]
-            del items[cut:]
-            self._rest = None
+        else:
+            if not all(map(isinstance, types, _STR)):
+                for data in items:  # event.type is always a string (RawResponse._adopt)
+                    if data["type"].__class__ is not str:
+                        data["type"] = str(data["type"])
+            if "error" in types or "auth" in types:
+                # Everything before it is handed out first; nothing after it ever is.
+                cut = min(types.index(kind) for kind in ("error", "auth") if kind in types)
+                self._fatal = items[cut]
+                del items[cut:]
+                self._rest = None
         self._contents = contents
         self._batch = items
         self._counted = 0
@@ -634,7 +641,7 @@ class StreamCore(Exchange):
         self._count_taken()
         self.answer._catch_up = None
         self.finished = True
-        self._batch = []
+        self._batch.clear()  # in place: an iterator a loop holds over it is done too
         self._contents = None
         self.taking = iter(())
         self._fatal = None

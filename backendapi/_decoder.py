@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _json
 from ._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
-from ._events import RawResponse, _set_fields
+from ._events import RawResponse
 
 _new_event = object.__new__
 
@@ -355,7 +355,7 @@ class EventDecoder:
         line left alone (``len(lines)`` if none) and the state after.
         """
         scan = _json.scan_once
-        new, set_fields, cls = _new_event, _set_fields, RawResponse
+        adopt = RawResponse._adopt
         raw = self._raw_dicts
         append = events.append
         index = 0
@@ -369,12 +369,7 @@ class EventDecoder:
                         break
                     if stop != len(payload) or obj.__class__ is not dict or "type" not in obj:
                         break
-                    if raw:
-                        append(obj)
-                    else:
-                        event = new(cls)
-                        set_fields(event, obj)
-                        append(event)
+                    append(obj if raw else adopt(obj))
                     parts = []
                 name = None
             elif line[0] == "{":
@@ -384,12 +379,7 @@ class EventDecoder:
                     break
                 if stop != len(line) or obj.__class__ is not dict or "type" not in obj:
                     break
-                if raw:
-                    append(obj)
-                else:
-                    event = new(cls)
-                    set_fields(event, obj)
-                    append(event)
+                append(obj if raw else adopt(obj))
             elif line.startswith("data:"):
                 parts.append(line[6:] if line[5:6] == " " else line[5:])
             elif line.startswith("event:"):

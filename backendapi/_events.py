@@ -45,7 +45,14 @@ class RawResponse:
 
     @classmethod
     def _adopt(cls, data: Dict[str, Any]) -> RawResponse:
-        """Wrap ``data`` without copying it; the decoder hands over fresh dicts."""
+        """Wrap ``data`` without copying it; the decoder hands over fresh dicts.
+
+        A ``type`` that is no string is made one (``str()``), so that
+        ``event.type`` always is.
+        """
+        kind = data.get("type", "")
+        if kind.__class__ is not str:
+            data["type"] = str(kind)
         event = _new(cls)
         _set_fields(event, data)
         return event
@@ -57,7 +64,8 @@ class RawResponse:
 
     # The event type ("content", "usage"...): its "type" field, "" if absent. The
     # field is read straight from __dict__ (no property: this is the attribute
-    # every consumer's loop reads); __getattr__ answers "" when it is absent.
+    # every consumer's loop reads); __getattr__ answers "" when it is absent, and
+    # the decoder makes a type that is no string one.
     type: str
 
     def __getattr__(self, name: str) -> Any:

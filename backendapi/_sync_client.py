@@ -271,8 +271,23 @@ class Stream(StreamBase[BackendApiClient, requests.Response], Iterator[RawRespon
             pass
         return self._core.answer
 
-    def __iter__(self) -> Stream:
-        return self
+    def __iter__(self) -> Iterator[RawResponse]:
+        # A generator: handing out an event costs no method call. Its state is the
+        # stream's, so loops (and next()) over one stream share it.
+        return self._events()
+
+    def _events(self) -> Iterator[RawResponse]:
+        core = self._core
+        while True:
+            for data in core.taking:
+                event: RawResponse = _new_event(RawResponse)
+                _set_fields(event, data)
+                yield event
+            try:
+                event = self._next_batch()
+            except StopIteration:
+                return
+            yield event
 
     def __next__(self) -> RawResponse:
         # Most events are handed out here, straight from the current batch.

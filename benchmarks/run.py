@@ -404,6 +404,10 @@ def bench_concurrency(server: Server, args: argparse.Namespace, report: Report) 
         "per_run": [
             (r["events"] / r["wall"] / single, r["new_connections"]) for r in result["many"]
         ],
+        # The same streams through a bare aiohttp session that only reads the bodies:
+        # what aiohttp's requests cost, with no decoding at all.
+        "bare_wall": median([r["wall"] for r in result["bare"]]),
+        "single_wall": median([r["wall"] for r in result["single"]]),
     }
 
 
@@ -604,6 +608,14 @@ def print_concurrency(report: Report) -> None:
     if c.get("per_run"):
         runs = ", ".join(f"x {r:.2f} ({new} new connections)" for r, new in c["per_run"])
         log(f"extra, not the target's figure: each run / single-stream median: {runs}")
+    if c.get("bare_wall"):
+        ceiling = c["single_wall"] / (c["single_wall"] + c["bare_wall"])
+        log(
+            f"aiohttp alone (session.post + readany, no decoding), the same {c['streams']} "
+            f"streams: {c['bare_wall']:.3f} s; the single stream's events take "
+            f"{c['single_wall']:.3f} s, so a client on aiohttp whose per-event cost is that "
+            f"stream's gets at most about x {ceiling:.2f} (single / (single + aiohttp alone))"
+        )
 
 
 def print_imports(report: Report) -> None:

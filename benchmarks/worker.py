@@ -480,6 +480,35 @@ def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
                     len(event.content)
         return events
 
+    async def bare(session: Any, url: str, body: bytes) -> int:
+        # aiohttp's own part of a stream: the request and reading the body, no decoding.
+        size = 0
+        async with session.post(
+            url, data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            while True:
+                data = await response.content.readany()
+                if not data:
+                    return size
+                size += len(data)
+
+    async def bare_runs() -> List[Dict[str, float]]:
+        import aiohttp
+
+        url = spec["base_url"] + PATH
+        body = json.dumps(request_body("c")).encode()
+        runs: List[Dict[str, float]] = []
+        connector = aiohttp.TCPConnector(limit=1000)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(bare(session, url, body) for _ in range(streams)))
+            for _ in range(spec["runs"]):
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                await asyncio.gather(*(bare(session, url, body) for _ in range(streams)))
+                runs.append(
+                    {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0}
+                )
+        return runs
+
     async def main() -> Dict[str, Any]:
         single: List[Dict[str, float]] = []
         many: List[Dict[str, Any]] = []
@@ -524,6 +553,7 @@ def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
         return {
             "single": single,
             "many": many,
+            "bare": await bare_runs(),
             "limit": limit,
             "limit_per_host": limit_per_host,
         }

@@ -320,3 +320,63 @@ def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
         answer = asyncio.run(read_async(server.url))
     assert answer.events == 42
     assert answer.text == "".join(str(i) for i in range(42))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_event_type_that_is_no_string_reads_as_one(
+    kind: str, server: BackendApiTestServer
+) -> None:
+    server.reply(
+        Reply(
+            [
+                {"type": 7, "value": 1},
+                {"type": "content", "content": "a"},
+                {"type": None},
+                {"type": "content", "content": "b"},
+            ]
+        )
+    )
+    types = stream_with_snapshots(kind, server.url, lambda stream, event: event and event.type)
+    assert types == ["7", "content", "None", "content", None]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_loops_and_next_over_one_stream_share_its_position(
+    kind: str, server: BackendApiTestServer
+) -> None:
+    """Leaving a loop keeps the stream open where it was; the next loop goes on from there."""
+    server.reply(Reply([{"type": "content", "content": str(i)} for i in range(300)]))
+
+    async def read_async(url: str) -> List[Any]:
+        from backendapi import AsyncBackendApiClient
+
+        seen: List[Any] = []
+        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+            stream = client.create("scripted-1", MESSAGES)
+            async for event in stream:
+                seen.append(event.content)
+                if len(seen) == 100:
+                    break
+            seen.append((await stream.__anext__()).content)
+            seen.append(stream.closed)
+            async for event in stream:
+                seen.append(event.content)
+            seen.append((stream.closed, stream.answer.events))
+        return seen
+
+    if kind == "sync":
+        seen: List[Any] = []
+        with BackendApiClient(server.url, timeout=TIMEOUT) as client:
+            stream = client.create("scripted-1", MESSAGES)
+            for event in stream:
+                seen.append(event.content)
+                if len(seen) == 100:
+                    break
+            seen.append(next(stream).content)
+            seen.append(stream.closed)
+            seen.extend(event.content for event in stream)
+            seen.append((stream.closed, stream.answer.events))
+    else:
+        seen = asyncio.run(read_async(server.url))
+    contents = [str(i) for i in range(300)]
+    assert seen == [*contents[:101], False, *contents[101:], (True, 300)]

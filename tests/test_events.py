@@ -188,3 +188,9 @@ def test_repr_never_shows_an_api_key(fields: Dict[str, Any]) -> None:
     assert "***" in repr(event)
     # The value is still there for the caller.
     assert "sk-top-secret-1234" in str(event.get_dict())
+
+
+def test_decoded_event_types_are_always_strings() -> None:
+    events = decode(b'{"type": 5}\n{"type": ["a"]}\ndata: {"type": null}\n\n')
+    assert [event.type for event in events] == ["5", "['a']", "None"]
+    assert [event["type"] for event in events] == ["5", "['a']", "None"]
