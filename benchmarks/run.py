@@ -747,7 +747,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         prog="python -m benchmarks", description="The backendapi benchmark suite."
     )
     parser.add_argument("--events", type=int, default=None, help="events per stream (200000)")
-    parser.add_argument("--runs", type=int, default=None, help="runs per figure (3)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (5)")
     parser.add_argument("--streams", type=int, default=500, help="concurrent streams (500)")
     parser.add_argument("--mem-mib", type=int, default=None, help="memory-test body (256)")
     parser.add_argument("--decode-mib", type=int, default=None, help="big event size (64)")
@@ -759,7 +759,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     quick = args.quick
     defaults = {
         "events": (200_000, 20_000),
-        "runs": (3, 1),
+        "runs": (5, 1),
         "mem_mib": (256, 16),
         "decode_mib": (64, 8),
         "import_runs": (9, 3),
