@@ -237,6 +237,13 @@ def _regular(count: int, framing: str, event: Dict[str, Any]) -> bytes:
 
 
 CONTENT = {"type": "content", "content": " fox \u2028 w\u00f6rld \U0001f30d"}
+
+
+def _inside(middle: bytes, framing: str) -> bytes:
+    """``middle`` between 100 regular events before and 100 after."""
+    return _regular(100, framing, CONTENT) + middle + _regular(100, framing, CONTENT)
+
+
 LONG_STREAMS = {
     "named": _regular(300, "named", CONTENT),
     "data-only": _regular(300, "data", CONTENT),
@@ -245,40 +252,28 @@ LONG_STREAMS = {
     "ndjson then sse": _regular(150, "ndjson", CONTENT) + _regular(150, "named", CONTENT),
     "comments between": _regular(100, "named", CONTENT).replace(b"\n\nevent", b"\n\n: ping\nevent"),
     "id lines": _regular(100, "named", CONTENT).replace(b"\n\nevent", b"\n\nid: 5\nevent"),
-    "a bad event inside": _regular(100, "named", CONTENT)
-    + b"event: content\ndata: {not json}\n\n"
-    + _regular(100, "named", CONTENT),
-    "a big integer inside": _regular(100, "ndjson", CONTENT)
-    + b'{"type": "usage", "n": 123456789012345678901234567890}\n'
-    + _regular(100, "ndjson", CONTENT),
-    "NaN inside": _regular(100, "data", CONTENT)
-    + b'data: {"type": "usage", "n": NaN}\n\n'
-    + _regular(100, "data", CONTENT),
-    "an error event inside": _regular(100, "named", CONTENT)
-    + b'event: error\ndata: {"type": "error", "error": "E", "message": "m"}\n\n'
-    + _regular(100, "named", CONTENT),
-    "no type field": _regular(100, "named", CONTENT)
-    + b'event: title\ndata: {"title": "t"}\n\n'
-    + _regular(100, "named", CONTENT),
-    "two data lines": _regular(100, "named", CONTENT)
-    + b'event: content\ndata: {"type": "content",\ndata: "content": "x"}\n\n'
-    + _regular(100, "named", CONTENT),
+    "a bad event inside": _inside(b"event: content\ndata: {not json}\n\n", "named"),
+    "a big integer inside": _inside(
+        b'{"type": "usage", "n": 123456789012345678901234567890}\n', "ndjson"
+    ),
+    "NaN inside": _inside(b'data: {"type": "usage", "n": NaN}\n\n', "data"),
+    "an error event inside": _inside(
+        b'event: error\ndata: {"type": "error", "error": "E", "message": "m"}\n\n', "named"
+    ),
+    "no type field": _inside(b'event: title\ndata: {"title": "t"}\n\n', "named"),
+    "two data lines": _inside(
+        b'event: content\ndata: {"type": "content",\ndata: "content": "x"}\n\n', "named"
+    ),
     "no space after data:": _regular(100, "named", CONTENT).replace(b"data: ", b"data:"),
     "two spaces after data:": _regular(100, "named", CONTENT).replace(b"data: ", b"data:  "),
     "DONE at the end": _regular(100, "data", CONTENT) + b"data: [DONE]\n\n" + b"garbage\n",
     "blank lines between ndjson": _regular(100, "ndjson", CONTENT).replace(b"}\n", b"}\n\n"),
-    "ndjson with a second value on a line": _regular(100, "ndjson", CONTENT)
-    + b'{"type": "a"} {"type": "b"}\n'
-    + _regular(100, "ndjson", CONTENT),
-    "ndjson with a value over two lines": _regular(100, "ndjson", CONTENT)
-    + b'{"type": "a", "x": [1,\n2]}\n'
-    + _regular(100, "ndjson", CONTENT),
-    "an event line alone": _regular(100, "named", CONTENT)
-    + b"event: content\n\n"
-    + _regular(100, "named", CONTENT),
-    "a lone surrogate": _regular(100, "named", CONTENT)
-    + b'event: content\ndata: {"type": "content", "content": "\\ud800"}\n\n'
-    + _regular(100, "named", CONTENT),
+    "ndjson with a second value on a line": _inside(b'{"type": "a"} {"type": "b"}\n', "ndjson"),
+    "ndjson with a value over two lines": _inside(b'{"type": "a", "x": [1,\n2]}\n', "ndjson"),
+    "an event line alone": _inside(b"event: content\n\n", "named"),
+    "a lone surrogate": _inside(
+        b'event: content\ndata: {"type": "content", "content": "\\ud800"}\n\n', "named"
+    ),
     "a byte-order mark": b"\xef\xbb\xbf" + _regular(100, "named", CONTENT),
     "cut at the end": _regular(100, "named", CONTENT)[:-30],
 }
