@@ -506,7 +506,7 @@ class StreamCore(Exchange):
         self.taking: Iterator[Dict[str, Any]] = iter(())
         """The events (dicts) of the current batch not yet handed out."""
         self._decoder = EventDecoder(max_event_size=max_event_size)
-        self._decoder._raw_dicts = True  # wrapped here, a batch at a time
+        self._decoder._raw_dicts = True  # the stream wraps each as it hands it out
         self._batch: List[Dict[str, Any]] = []
         # The batch's contents when every event in it is a plain content piece
         # (the usual case), so the answer takes a run of them at once.

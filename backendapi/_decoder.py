@@ -21,7 +21,6 @@ from . import _json
 from ._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
 from ._events import RawResponse
 
-_new_event = object.__new__
 
 __all__ = ["DEFAULT_MAX_EVENT_SIZE", "EventDecoder", "decode"]
 
