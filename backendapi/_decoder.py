@@ -21,7 +21,6 @@ from . import _json
 from ._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
 from ._events import RawResponse
 
-
 __all__ = ["DEFAULT_MAX_EVENT_SIZE", "EventDecoder", "decode"]
 
 DEFAULT_MAX_EVENT_SIZE = 64 * 1024 * 1024
