@@ -44,9 +44,15 @@ _PROXY_SCHEMES = ("http", "https")
 class _Reading:
     """The environment as read in one event-loop iteration."""
 
-    __slots__ = ("bypass", "netrc", "proxies")
+    __slots__ = ("bypass", "loop", "netrc", "proxies")
 
-    def __init__(self, proxies: Dict[str, str], netrc_file: Optional[netrc.netrc]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        proxies: Dict[str, str],
+        netrc_file: Optional[netrc.netrc],
+    ) -> None:
+        self.loop = loop
         self.proxies = proxies
         self.netrc = netrc_file
         self.bypass: Dict[str, bool] = {}
@@ -103,14 +109,18 @@ class Environment:
 
     def _read(self) -> _Reading:
         reading = self._reading
-        if reading is None:
+        loop = asyncio.get_running_loop()
+        # A loop stopped before running _forget (a client used under one
+        # asyncio.run, then another) must not hand its reading to the next.
+        if reading is None or reading.loop is not loop:
             proxies = urllib.request.getproxies()
             reading = _Reading(
+                loop,
                 {scheme: proxies[scheme] for scheme in _PROXY_SCHEMES if proxies.get(scheme)},
                 self._netrc_file(),
             )
             self._reading = reading
-            asyncio.get_running_loop().call_soon(self._forget)
+            loop.call_soon(self._forget)
         return reading
 
     def _forget(self) -> None:

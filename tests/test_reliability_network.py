@@ -51,6 +51,7 @@ from backendapi import (
     RetryPolicy,
     Timeout,
 )
+from backendapi._environment import Environment
 from backendapi.testing import BackendApiTestServer, Cut, Hold, Pause, Reply, Wait
 
 ROOT = Path(__file__).parent.parent
@@ -1225,3 +1226,27 @@ def test_reliability_doc_names_existing_tests() -> None:
 
     unlisted = sorted(set(_test_names(Path(__file__))) - set(listed))
     assert unlisted == [], f"tests of {Path(__file__).name} missing from {DOC.name}: {unlisted}"
+
+
+def test_a_reading_of_the_environment_does_not_outlive_its_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop stopped before its reading expired must not hand it to the next loop."""
+    environment = Environment()
+    url = "http://backend.test/backend-api/v2/conversation"
+
+    async def options() -> Any:
+        return environment.request_options(url, None, False)
+
+    first = asyncio.new_event_loop()
+    try:
+        task = first.create_task(options())
+        first.call_soon(first.stop)
+        first.run_forever()  # one iteration: the reading is taken, its expiry never runs
+        assert task.result() == ({}, {})
+    finally:
+        first.close()
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    found, headers = asyncio.run(options())
+    assert str(found["proxy"]) == "http://proxy.test:3128"
+    assert headers == {}
