@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, overload
 
 from ._events import RawResponse
 
@@ -14,20 +13,34 @@ __all__ = ["Answer"]
 CONTENT_CHUNK = 1024
 
 
-def _field(name: str, doc: str) -> Any:
-    """A public field of :class:`Answer`: read after the answer caught up."""
-    slot = "_" + name
-    read = attrgetter(slot)
+T = TypeVar("T")
 
-    def get(answer: Answer) -> Any:
+
+class _Field(Generic[T]):
+    """A public field of :class:`Answer`, read after the answer caught up with its stream."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self._slot = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_" + name
+
+    @overload
+    def __get__(self, answer: None, owner: Optional[type] = None) -> _Field[T]: ...
+
+    @overload
+    def __get__(self, answer: Answer, owner: Optional[type] = None) -> T: ...
+
+    def __get__(self, answer: Optional[Answer], owner: Optional[type] = None) -> Any:
+        if answer is None:
+            return self
         if answer._catch_up is not None:
             answer._catch_up()
-        return read(answer)
+        return getattr(answer, self._slot)
 
-    def set_(answer: Answer, value: Any) -> None:
-        setattr(answer, slot, value)
-
-    return property(get, set_, doc=doc)
+    def __set__(self, answer: Answer, value: T) -> None:
+        setattr(answer, self._slot, value)
 
 
 class Answer:
@@ -87,23 +100,25 @@ class Answer:
         self._media: List[str] = []
         self._events = 0
 
-    provider = _field(
-        "provider", "The ``provider`` event's payload: ``{name, label, url, model}``."
+    provider: _Field[Optional[Dict[str, Any]]] = _Field(
+        "The ``provider`` event's payload: ``{name, label, url, model}``."
     )
-    model = _field("model", "The model that answered (from the usage or provider event).")
-    usage = _field(
-        "usage", "Token counts: ``{prompt_tokens, completion_tokens, total_tokens, ...}``."
+    model: _Field[Optional[str]] = _Field(
+        "The model that answered (from the usage or provider event)."
     )
-    finish_reason = _field(
-        "finish_reason", 'Why the answer ended (``"stop"``, ``"length"``...), if the server said.'
+    usage: _Field[Optional[Dict[str, Any]]] = _Field(
+        "Token counts: ``{prompt_tokens, completion_tokens, total_tokens, ...}``."
     )
-    title = _field("title", "A title the server generated for the chat.")
-    suggestions = _field("suggestions", "Follow-up suggestions.")
-    conversation = _field(
-        "conversation", "Provider state to send back next turn, merged: ``{ProviderName: state}``."
+    finish_reason: _Field[Optional[str]] = _Field(
+        'Why the answer ended (``"stop"``, ``"length"``...), if the server said.'
     )
-    media = _field("media", "URLs of media (images, audio) the answer carried.")
-    events = _field("events", "How many events were gathered.")
+    title: _Field[Optional[str]] = _Field("A title the server generated for the chat.")
+    suggestions: _Field[List[str]] = _Field("Follow-up suggestions.")
+    conversation: _Field[Dict[str, Any]] = _Field(
+        "Provider state to send back next turn, merged: ``{ProviderName: state}``."
+    )
+    media: _Field[List[str]] = _Field("URLs of media (images, audio) the answer carried.")
+    events: _Field[int] = _Field("How many events were gathered.")
 
     @property
     def text(self) -> str:

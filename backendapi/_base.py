@@ -520,7 +520,7 @@ class StreamCore(Exchange):
     @property
     def events_yielded(self) -> int:
         """Events handed out so far (every one of them went to the answer)."""
-        return int(self.answer.events)
+        return self.answer.events
 
     @property
     def bytes_received(self) -> int:
