@@ -362,7 +362,7 @@ class AsyncStream(
             yield event
 
     async def __anext__(self) -> RawResponse:
-        # Most events are handed out here, straight from the current batch.
+        # anext() takes from the current batch too; async for loops use _events.
         for data in self._core.taking:
             event: RawResponse = _new_event(RawResponse)
             _set_fields(event, data)

@@ -290,7 +290,7 @@ class Stream(StreamBase[BackendApiClient, requests.Response], Iterator[RawRespon
             yield event
 
     def __next__(self) -> RawResponse:
-        # Most events are handed out here, straight from the current batch.
+        # next() takes from the current batch too; for loops use _events.
         for data in self._core.taking:
             event: RawResponse = _new_event(RawResponse)
             _set_fields(event, data)
