@@ -7,16 +7,17 @@
 ...             print(event.content, end="")
 
 ``AsyncBackendApiClient`` is the asyncio twin; it is imported on first use,
-so a blocking script never pays for importing aiohttp.
+so a blocking script never pays for importing aiohttp. ``Chat``,
+``AsyncChat`` and ``BackendApi`` are imported on first use too.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._answer import Answer
 from ._base import DEFAULT_TIMEOUT, Timeout
-from ._chat import AsyncChat, Chat
 from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
 from ._errors import (
     APIConnectionError,
@@ -31,7 +32,6 @@ from ._errors import (
     StreamError,
 )
 from ._events import RawResponse
-from ._provider import BackendApi
 from ._request import PreparedRequest
 from ._retry import RETRY_STATUSES, RetryPolicy
 from ._sync_client import BackendApiClient, Stream
@@ -39,6 +39,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._async_client import AsyncBackendApiClient, AsyncStream
+    from ._chat import AsyncChat, Chat
+    from ._provider import BackendApi
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
@@ -72,10 +74,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # PEP 562: import the aiohttp-based client only when it is asked for.
-    if name in ("AsyncBackendApiClient", "AsyncStream"):
-        from . import _async_client
+_LAZY = {
+    "AsyncBackendApiClient": "_async_client",
+    "AsyncStream": "_async_client",
+    "AsyncChat": "_chat",
+    "Chat": "_chat",
+    "BackendApi": "_provider",
+}
 
-        return getattr(_async_client, name)
-    raise AttributeError(f"module 'backendapi' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: import the aiohttp-based client (and what few scripts use) only
+    # when it is asked for; `import backendapi` stays close to `import requests`.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'backendapi' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
