@@ -226,10 +226,14 @@ def merge_headers(defaults: Mapping[str, str], overrides: Mapping[str, str]) -> 
     return merged
 
 
+# One encoder for every request: json.dumps() with options builds a new one each call.
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_json_body(body: Mapping[str, Any]) -> bytes:
     """Serialize a request body; a value JSON cannot carry is named in the error."""
     try:
-        return json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        return _encode_json(body).encode("utf-8")
     except (TypeError, ValueError) as exc:
         for key, value in body.items():
             try:
