@@ -29,10 +29,9 @@ from ._errors import (
     IncompleteStreamError,
 )
 from ._events import RawResponse, _set_fields
+from ._events import _new as _new_event
 from ._media import MediaInput
 from ._request import Messages, PreparedRequest
-
-_new_event = object.__new__
 
 __all__ = ["AsyncBackendApiClient", "AsyncStream"]
 

@@ -45,7 +45,8 @@ from ._errors import (
     StreamError,
     excerpt,
 )
-from ._events import RawResponse, _set_fields
+from ._events import RawResponse, _set_fields, _string_type
+from ._events import _new as _new_event
 from ._media import MediaInput
 from ._request import (
     CREATE_PATH,
@@ -61,7 +62,6 @@ from ._request import (
 )
 from ._retry import RetryPolicy
 
-_new_event = object.__new__
 _TYPE = itemgetter("type")
 _CONTENT = itemgetter("content")
 _STR = repeat(str)
@@ -575,9 +575,8 @@ class StreamCore(Exchange):
                     contents = list(map(_CONTENT, items))
         else:
             if not all(map(isinstance, types, _STR)):
-                for data in items:  # event.type is always a string (RawResponse._adopt)
-                    if data["type"].__class__ is not str:
-                        data["type"] = str(data["type"])
+                for data in items:
+                    _string_type(data)
             if "error" in types or "auth" in types:
                 # Everything before it is handed out first; nothing after it ever is.
                 cut = min(types.index(kind) for kind in ("error", "auth") if kind in types)
@@ -617,13 +616,12 @@ class StreamCore(Exchange):
         for data in self.taking:
             return _wrap(data)
         while True:
+            # Raising, the stream ends (end() counts what was taken).
             if self._fatal is not None:
-                self._count_taken()
                 data, self._fatal = self._fatal, None
                 self.finished = True
                 raise self._event_error(_wrap(data))
             if self._decoder.error_pending:
-                self._count_taken()
                 self.finished = True
                 self._decoder.feed(b"")  # raises the decode error held behind the events
             if self._rest is None:

@@ -50,9 +50,7 @@ class RawResponse:
         A ``type`` that is no string is made one (``str()``), so that
         ``event.type`` always is.
         """
-        kind = data.get("type", "")
-        if kind.__class__ is not str:
-            data["type"] = str(kind)
+        _string_type(data)
         event = _new(cls)
         _set_fields(event, data)
         return event
@@ -143,6 +141,13 @@ _set_fields = RawResponse.__dict__["__dict__"].__set__
 for _name in ("get", "keys", "get_dict", "to_dict", "__reduce__", "__repr__", "__str__"):
     setattr(RawResponse, _name, property(partial(MethodType, getattr(RawResponse, _name))))
 del _name
+
+
+def _string_type(data: Dict[str, Any]) -> None:
+    """Make a ``type`` that is no string one (``str()``), so that ``event.type`` always is."""
+    kind = data.get("type", "")
+    if kind.__class__ is not str:
+        data["type"] = str(kind)
 
 
 def _repr_value(key: str, value: Any) -> str:

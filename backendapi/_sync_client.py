@@ -31,10 +31,9 @@ from ._errors import (
     InvalidInputError,
 )
 from ._events import RawResponse, _set_fields
+from ._events import _new as _new_event
 from ._media import MediaInput
 from ._request import Messages
-
-_new_event = object.__new__
 
 __all__ = ["BackendApiClient", "Stream"]
 
