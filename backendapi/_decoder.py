@@ -109,7 +109,7 @@ class EventDecoder:
         # so those events are still handed out first, whatever way TCP cut the bytes.
         self._error: Optional[DecodeError] = None
         # StreamCore sets this: every event is then handed out as its bare dict,
-        # and StreamCore wraps a whole batch into RawResponse objects at once.
+        # and the stream wraps each in a RawResponse as it hands it out.
         self._raw_dicts = False
 
     @property

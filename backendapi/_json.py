@@ -42,6 +42,9 @@ __all__ = [
 
 scan_once: Callable[[str, int], Tuple[Any, int]] = json.decoder.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
+Parser = Callable[[List[str]], Optional[List[Dict[str, Any]]]]
+"""A batch parser: event texts in; their dicts, or None unless each is one event object."""
+
 _value = itemgetter(0)
 _end = itemgetter(1)
 
@@ -65,7 +68,7 @@ def stdlib_parse_events(texts: List[str]) -> Optional[List[Dict[str, Any]]]:
     return objects
 
 
-def msgspec_parse_events() -> Optional[Callable[[List[str]], Optional[List[Dict[str, Any]]]]]:
+def msgspec_parse_events() -> Optional[Parser]:
     """``parse_events`` on msgspec, or None where msgspec is not installed."""
     try:
         import msgspec.json
@@ -89,8 +92,6 @@ def _speedups_allowed() -> bool:
     setting = os.environ.get("BACKENDAPI_SPEEDUPS", "").strip().lower()
     return setting not in ("0", "false", "no", "off")
 
-
-Parser = Callable[[List[str]], Optional[List[Dict[str, Any]]]]
 
 _chosen: Optional[Parser] = None
 
