@@ -383,6 +383,7 @@ def bench_concurrency(server: Server, args: argparse.Namespace, report: Report) 
         if run["events"] != small * args.streams:
             raise RuntimeError(f"concurrency: {run['events']} events")
     single = median([r["events"] / r["wall"] for r in result["single"]])
+    single_cpu_per_event = median([r["cpu"] / r["events"] for r in result["single"]])
     many = median([r["events"] / r["wall"] for r in result["many"]])
     report.concurrency = {
         "streams": args.streams,
@@ -407,6 +408,23 @@ def bench_concurrency(server: Server, args: argparse.Namespace, report: Report) 
         # The same streams through a bare aiohttp session that only reads the bodies:
         # what aiohttp's requests cost, with no decoding at all.
         "bare_wall": median([r["wall"] for r in result["bare"]]),
+        # The same streams one after another through the client: what the requests
+        # cost with no concurrency at all.
+        "sequential": median([r["events"] / r["wall"] for r in result.get("sequential", [])])
+        if result.get("sequential")
+        else None,
+        # CPU per request beyond its events (at the single stream's CPU per event),
+        # one after another and concurrently.
+        "request_cpu": {
+            name: median(
+                [
+                    (r["cpu"] - r["events"] * single_cpu_per_event) / args.streams
+                    for r in result[name]
+                ]
+            )
+            for name in ("sequential", "many")
+            if result.get(name)
+        },
         "single_wall": median([r["wall"] for r in result["single"]]),
     }
 
@@ -608,6 +626,20 @@ def print_concurrency(report: Report) -> None:
     if c.get("per_run"):
         runs = ", ".join(f"x {r:.2f} ({new} new connections)" for r, new in c["per_run"])
         log(f"extra, not the target's figure: each run / single-stream median: {runs}")
+    if c.get("sequential"):
+        log(
+            f"extra: the same {c['streams']} streams one after another through the client: "
+            f"{c['sequential']:,.0f} events/s, x {c['sequential'] / c['single']:.2f} (what the "
+            f"requests cost without concurrency; concurrent / one after another: "
+            f"x {c['many'] / c['sequential']:.2f})"
+        )
+    request_cpu = c.get("request_cpu") or {}
+    if "sequential" in request_cpu and "many" in request_cpu:
+        log(
+            f"extra: CPU per request beyond its events (at the single stream's CPU per event): "
+            f"{request_cpu['sequential'] * 1e6:.0f} us one after another, "
+            f"{request_cpu['many'] * 1e6:.0f} us concurrently"
+        )
     if c.get("bare_wall"):
         ceiling = c["single_wall"] / (c["single_wall"] + c["bare_wall"])
         log(

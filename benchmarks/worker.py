@@ -512,6 +512,7 @@ def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
     async def main() -> Dict[str, Any]:
         single: List[Dict[str, float]] = []
         many: List[Dict[str, Any]] = []
+        sequential: List[Dict[str, float]] = []
         async with AsyncBackendApiClient(spec["base_url"]) as client:
             session: Any = client._get_session()
             if inspect.isawaitable(session):  # a coroutine in newer versions of the SDK
@@ -550,9 +551,23 @@ def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
                         "first_event_max": firsts[-1],
                     }
                 )
+                # The same streams one after another on one connection: what the
+                # requests cost without any concurrency (a diagnostic).
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                events = 0
+                for _ in range(streams):
+                    events += await one(client, "c", wall0, [])
+                sequential.append(
+                    {
+                        "events": events,
+                        "wall": time.perf_counter() - wall0,
+                        "cpu": time.process_time() - cpu0,
+                    }
+                )
         return {
             "single": single,
             "many": many,
+            "sequential": sequential,
             "bare": await bare_runs(),
             "limit": limit,
             "limit_per_host": limit_per_host,
