@@ -609,6 +609,7 @@ class BackendApiTestServer:
     def _count_connection(self) -> None:
         with self._changed:
             self._connections_accepted += 1
+            self._changed.notify_all()
 
     @property
     def port(self) -> int:
@@ -642,6 +643,13 @@ class BackendApiTestServer:
         """Block until `count` requests have been recorded; False if `timeout` ran out first."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self._requests) >= count, timeout)
+
+    def wait_for_connections(self, count: int, timeout: float | None = 5.0) -> bool:
+        """Block until `count` connections have been accepted (see `connections_accepted`);
+        False if `timeout` ran out first.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self._connections_accepted >= count, timeout)
 
     def start(self) -> None:
         """Start listening; returns once the server accepts connections.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import socket
@@ -329,6 +330,36 @@ def test_stop_during_hold_returns_at_once_without_a_disconnect() -> None:
         assert not request.disconnected.is_set()
         with pytest.raises(EOFError):
             conn.read_chunk()
+
+
+@pytest.mark.parametrize("closed_first", [True, False], ids=["closed-first", "left-open"])
+def test_stop_closes_a_connection_that_carried_no_request(closed_first: bool) -> None:
+    # pytest turns a ResourceWarning (an unclosed transport) into an error, here
+    # and when the garbage collector finds one later.
+    server = BackendApiTestServer()
+    server.start()
+    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    try:
+        assert server.wait_for_connections(1, TIMEOUT)
+        assert server.connections_accepted == 1
+        if closed_first:
+            sock.close()
+        server.stop()
+        if not closed_first:
+            # The server closed its end: the client reads the end of the stream.
+            assert sock.recv(1) == b""
+    finally:
+        sock.close()
+        server.stop()
+    gc.collect()
+    assert server.requests == []
+
+
+def test_wait_for_connections_times_out_without_one(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    assert backendapi_server.wait_for_connections(1, 0.05) is False
+    assert backendapi_server.connections_accepted == 0
 
 
 # Conversation requests
