@@ -6,11 +6,14 @@ import asyncio
 import logging
 import os
 import ssl
+import warnings
 from types import TracebackType
 from typing import Any, AsyncGenerator, AsyncIterator, Dict, List, Optional, Type, Union
+from urllib.parse import urlsplit
 
 import aiohttp
 import certifi
+from urllib3.exceptions import InsecureRequestWarning
 
 from ._answer import Answer
 from ._base import (
@@ -183,11 +186,21 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             if self._tls_context is None:
                 self._tls_context = self._ssl_context()
             options = {**options, "ssl": self._tls_context}
+        unverified = _unverified(self.ssl) and request.url[:6].lower() == "https:"
         attempt = 0
         while True:
             exchange.log_request()
             if exchange.expired():
                 raise exchange.total_timeout_error(self.timeout.total)
+            if unverified:
+                # The blocking client's urllib3 warns so on every request; so do we.
+                warnings.warn(
+                    f"Unverified HTTPS request to host {urlsplit(request.url).hostname!r}: the "
+                    "server's certificate is not checked (ssl=False, or an SSLContext "
+                    "that does not require one)",
+                    InsecureRequestWarning,
+                    stacklevel=2,
+                )
             try:
                 response = await session.request(
                     request.method,
@@ -315,6 +328,13 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             return ssl.create_default_context(cafile=option)
         # requests verifies against certifi's bundle; trust the same one.
         return ssl.create_default_context(cafile=certifi.where())
+
+
+def _unverified(option: object) -> bool:
+    """True when ``ssl=`` leaves the server's certificate unchecked."""
+    if isinstance(option, SSLContextType):
+        return option.verify_mode != ssl.CERT_REQUIRED
+    return option is False
 
 
 class AsyncStream(

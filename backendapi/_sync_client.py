@@ -243,6 +243,32 @@ class _Adapter(HTTPAdapter):
             kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
 
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        # requests gives a proxy's pools no ssl_context: through a proxy, the
+        # server's certificate would be checked against certifi's CAs instead.
+        if self._context is not None:
+            proxy_kwargs.setdefault("ssl_context", self._context)
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        context = self._context
+        if context is not None and url.lower().startswith("https:"):
+            # The caller's SSLContext is used as it is, as aiohttp uses it: requests
+            # would make urllib3 set its verify_mode and load certifi's CAs into it
+            # (a context trusting one private CA would then trust every public one).
+            conn.cert_reqs = _CERT_REQS[context.verify_mode]
+            conn.ca_certs = conn.ca_cert_dir = None
+            # check_hostname off: no hostname check, not urllib3's own one instead.
+            conn.assert_hostname = None if context.check_hostname else False
+
+
+_CERT_REQS = {
+    ssl.CERT_NONE: "CERT_NONE",
+    ssl.CERT_OPTIONAL: "CERT_OPTIONAL",
+    ssl.CERT_REQUIRED: "CERT_REQUIRED",
+}
+
 
 class Stream(StreamBase[BackendApiClient, requests.Response], Iterator[RawResponse]):
     """The events of one conversation turn, read as they arrive.

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 import pytest
 import trustme
 from clients import MESSAGES, TEST_TIMEOUT, Result, run_stream
+from urllib3.exceptions import InsecureRequestWarning
 
 from backendapi import (
     APIConnectionError,
@@ -231,8 +233,9 @@ class ForwardingProxy:
     It takes absolute-form requests (``POST http://host:port/path HTTP/1.1``, what a client
     sends to a proxy for an ``http://`` URL), one per connection, records them, forwards
     each to its target with ``Connection: close``, and pipes the answer back as it arrives,
-    byte for byte, until the target closes. No CONNECT, no request bodies without
-    Content-Length.
+    byte for byte, until the target closes. ``CONNECT host:port`` (what a client sends for
+    an ``https://`` URL) opens a tunnel: bytes are piped both ways until either side
+    closes. No request bodies without Content-Length.
     """
 
     def __init__(self) -> None:
@@ -296,6 +299,9 @@ class ForwardingProxy:
                 body = reader.read(length) if length else b""
             with self._lock:
                 self._requests.append(ProxiedRequest(method, target, headers))
+            if method == "CONNECT":
+                self._tunnel(conn, target)
+                return
             parts = urlsplit(target)
             if parts.scheme != "http" or not parts.hostname:
                 conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
@@ -311,11 +317,32 @@ class ForwardingProxy:
                 with self._lock:
                     self._sockets.append(upstream)
                 upstream.sendall(head + body)
-                while True:
-                    data = upstream.recv(65536)
-                    if not data:
-                        break
-                    conn.sendall(data)
+                _pipe(upstream, conn)
+
+    def _tunnel(self, conn: socket.socket, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=30)
+        with upstream:
+            with self._lock:
+                self._sockets.append(upstream)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            outbound = threading.Thread(target=_pipe, args=(conn, upstream), daemon=True)
+            with self._lock:
+                self._threads.append(outbound)
+            outbound.start()
+            _pipe(upstream, conn)
+            outbound.join(WAIT)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    """Copy bytes from ``source`` to ``sink`` until ``source`` ends; then end ``sink``."""
+    with contextlib.suppress(OSError):
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
 
 
 @pytest.fixture
@@ -851,6 +878,122 @@ def test_tls_verification_off(client_kind: str, tls: TLSSetup) -> None:
 
         assert result.error is None
         assert result.events == GOOD_EVENTS
+
+
+def private_ca_context(tls: TLSSetup) -> ssl.SSLContext:
+    """A context that trusts the test CA and nothing else."""
+    context = ssl.create_default_context(cafile=str(tls.ca_path))
+    assert context.cert_store_stats()["x509_ca"] == 1
+    return context
+
+
+def test_tls_ssl_context_is_used_as_it_is(client_kind: str, tls: TLSSetup) -> None:
+    # requests made urllib3 load certifi's CAs into the caller's context: one that
+    # trusted a private CA alone then trusted every public CA too.
+    context = private_ca_context(tls)
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=context)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    assert context.cert_store_stats()["x509_ca"] == 1
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_tls_ssl_context_without_hostname_check(client_kind: str, tls: TLSSetup) -> None:
+    # The certificate names other.example: a context that checks no hostname takes it.
+    context = private_ca_context(tls)
+    context.check_hostname = False
+    with BackendApiTestServer(ssl_context=tls.wrong_host_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=context)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_tls_ssl_context_without_verification(client_kind: str, tls: TLSSetup) -> None:
+    context = ssl.create_default_context(cafile=str(tls.other_ca_path))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=context)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    assert context.verify_mode == ssl.CERT_NONE
+
+
+def test_tls_ssl_context_through_a_proxy(
+    client_kind: str, tls: TLSSetup, proxy: ForwardingProxy
+) -> None:
+    # requests gave a proxy's connections no ssl_context: certifi's CAs, not the caller's.
+    context = private_ca_context(tls)
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=context, proxy=proxy.url)
+        address = server.url.split("//")[1]
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    (proxied,) = proxy.requests
+    assert proxied.method == "CONNECT"
+    assert proxied.target == address
+    assert context.cert_store_stats()["x509_ca"] == 1
+
+
+def insecure_warnings(seen: List[warnings.WarningMessage]) -> List[str]:
+    return [str(w.message) for w in seen if issubclass(w.category, InsecureRequestWarning)]
+
+
+@pytest.mark.parametrize("setting", ["ssl=False", "context"])
+def test_tls_unverified_requests_warn_in_both_clients(
+    client_kind: str, tls: TLSSetup, setting: str
+) -> None:
+    # urllib3 warns on every unverified HTTPS request of the blocking client; the async
+    # client gives the same warning, so that one filter (or urllib3.disable_warnings())
+    # is all either needs.
+    option: Any = False
+    if setting == "context":
+        option = ssl.create_default_context()
+        option.check_hostname = False
+        option.verify_mode = ssl.CERT_NONE
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD, GOOD)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            first = stream(client_kind, server.url, ssl=option, api_key="sk-warn-secret")
+            second = stream(client_kind, server.url, ssl=option)
+
+    assert first.error is None and second.error is None
+    messages = insecure_warnings(seen)
+    assert len(messages) == 2, messages
+    assert all("127.0.0.1" in message for message in messages)
+    assert not any("sk-warn-secret" in message for message in messages)
+
+
+def test_tls_verified_and_plain_http_requests_do_not_warn(client_kind: str, tls: TLSSetup) -> None:
+    with (
+        BackendApiTestServer(ssl_context=tls.server_context) as secure,
+        BackendApiTestServer() as plain,
+    ):
+        secure.reply(GOOD)
+        plain.reply(GOOD)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            verified = stream(client_kind, secure.url, ssl=str(tls.ca_path))
+            unverified_http = stream(client_kind, plain.url, ssl=False)
+
+    assert verified.error is None and unverified_http.error is None
+    assert insecure_warnings(seen) == []
 
 
 def test_tls_other_ca_rejected(client_kind: str, tls: TLSSetup) -> None:
