@@ -766,6 +766,11 @@ def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
 def print_targets(report: Report) -> None:
     log("")
     log("== Targets ==")
+    if report.args.get("quick"):
+        log(
+            "(a --quick smoke run: small streams, one run each; the verdicts mean "
+            "something only for the full run)"
+        )
     for description, met, figures in targets(report):
         verdict = "n/a    " if met is None else ("MET    " if met else "NOT MET")
         log(f"{verdict} {description}: {figures}")
