@@ -71,6 +71,9 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         self._tls_context: Union[bool, ssl.SSLContext, None] = None
         self._timeout_open: Optional[aiohttp.ClientTimeout] = None
         self._environment = Environment()
+        # The own sessions' cookies, kept for the client's life as requests.Session
+        # keeps them: across event loops too (a session is made per loop).
+        self._cookie_jar: Optional[aiohttp.CookieJar] = None
 
     def create(
         self,
@@ -285,7 +288,13 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             self._connector_tls = tls
             # trust_env=False: aiohttp would read .netrc and the proxy variables in
             # worker threads on every request; _environment reads them once a tick.
-            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            if self._cookie_jar is None:
+                # unsafe=True: cookies of a server reached by IP address are kept, as
+                # requests (and browsers) keep them; aiohttp's default drops them.
+                self._cookie_jar = aiohttp.CookieJar(unsafe=True)
+            session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, cookie_jar=self._cookie_jar
+            )
             if self._owns_session:
                 # The loop closes every live async generator before it stops (asyncio.run
                 # calls shutdown_asyncgens), and finalises a collected one on the loop:

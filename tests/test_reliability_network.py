@@ -20,6 +20,7 @@ import ast
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import email.utils
 import gc
 import logging
@@ -1227,6 +1228,72 @@ def test_concurrent_requests_share_one_reading_of_the_environment(
 
     assert asyncio.run(main()) == [len(GOOD_EVENTS)] * 20
     assert len(readings) == 1
+
+
+# --------------------------------------------------------------------------- cookies
+
+
+def with_cookie(reply: Reply) -> Reply:
+    return dataclasses.replace(reply, headers={"Set-Cookie": "session=abc; Path=/"})
+
+
+def stream_in_turns(kind: str, url: str, turns: int, new_loop_each_turn: bool = False) -> None:
+    """Stream ``turns`` conversations one after another through one client."""
+    if kind == "sync":
+        with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
+            for _ in range(turns):
+                with client.create("m", MESSAGES) as stream:
+                    list(stream)
+        return
+
+    async def turn(client: AsyncBackendApiClient) -> None:
+        async with client.create("m", MESSAGES) as stream:
+            async for _ in stream:
+                pass
+
+    if new_loop_each_turn:
+        client = AsyncBackendApiClient(url, timeout=TEST_TIMEOUT)
+        for _ in range(turns):
+            asyncio.run(turn(client))
+        asyncio.run(client.aclose())
+        return
+
+    async def main() -> None:
+        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
+            for _ in range(turns):
+                await turn(client)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_cookies_are_sent_back_by_both_clients(client_kind: str, host: str) -> None:
+    # aiohttp's default cookie jar drops the cookies of a server reached by IP
+    # address; requests keeps them, so the async client's jar keeps them too.
+    with BackendApiTestServer() as server:
+        server.reply(with_cookie(GOOD), GOOD)
+
+        stream_in_turns(client_kind, server.url.replace("127.0.0.1", host), 2)
+
+        assert [request.headers.get("Cookie") for request in server.requests] == [
+            None,
+            "session=abc",
+        ]
+
+
+def test_cookies_outlive_the_event_loop_of_the_async_client() -> None:
+    # The async client makes a session per event loop (asyncio.run twice); its
+    # cookies stay the client's, as a BackendApiClient's do.
+    with BackendApiTestServer() as server:
+        server.reply(with_cookie(GOOD), GOOD)
+
+        stream_in_turns("async", server.url, 2, new_loop_each_turn=True)
+
+        assert [request.headers.get("Cookie") for request in server.requests] == [
+            None,
+            "session=abc",
+        ]
+        assert server.connections_accepted == 2  # two loops: two sessions
 
 
 # --------------------------------------------------------------------------- bad arguments
