@@ -22,6 +22,7 @@ from ._base import (
     Exchange,
     StreamBase,
     Timeout,
+    environment_ca_bundle,
 )
 from ._environment import Environment
 from ._errors import (
@@ -74,6 +75,10 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         # The own sessions' cookies, kept for the client's life as requests.Session
         # keeps them: across event loops too (a session is made per loop).
         self._cookie_jar: Optional[aiohttp.CookieJar] = None
+        # ssl=True: the default contexts by the environment's CA bundle (None:
+        # certifi's), and the bundle the own connector's context trusts.
+        self._contexts: Dict[Optional[str], ssl.SSLContext] = {}
+        self._connector_bundle: Optional[str] = None
 
     def create(
         self,
@@ -180,15 +185,10 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         elif self._closed:
             raise BackendApiError("the client is closed")
         options = self._request_options(request)
-        if (
-            self._owns_session
-            and not self._connector_tls
-            and (self.proxy is not None or not request.url.lower().startswith("http://"))
-        ):
-            # TLS after all (base_url or proxy changed since): the setting per request.
-            if self._tls_context is None:
-                self._tls_context = self._ssl_context()
-            options = {**options, "ssl": self._tls_context}
+        if self._owns_session:
+            tls = self._request_tls(request.url)
+            if tls is not None:
+                options = {**options, "ssl": tls}
         unverified = _unverified(self.ssl) and request.url[:6].lower() == "https:"
         attempt = 0
         while True:
@@ -246,6 +246,23 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             total=remaining, sock_connect=timeout.connect, sock_read=timeout.read
         )
 
+    def _request_tls(self, url: str) -> Union[bool, ssl.SSLContext, None]:
+        """The own session's TLS setting for ``url`` where its connector's is not it."""
+        https = url[:6].lower() == "https:"
+        if self.ssl is True and https:
+            # The environment's CA bundle may have changed since the connector was
+            # made: requests reads it for every request, and so does this.
+            bundle = environment_ca_bundle()
+            if self._connector_tls and bundle == self._connector_bundle:
+                return None
+            return self._default_context(bundle)
+        if self._connector_tls or not (https or self.proxy is not None):
+            return None
+        # TLS after all (base_url or proxy changed since): the setting per request.
+        if self._tls_context is None:
+            self._tls_context = self._ssl_context()
+        return self._tls_context
+
     def _request_options(self, request: PreparedRequest) -> Dict[str, Any]:
         """``session.request()``'s keyword arguments beyond the request itself."""
         if self._owns_session:
@@ -280,8 +297,9 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
                 or self.ssl is False
                 or isinstance(self.ssl, SSLContextType)
             )
+            self._connector_bundle = environment_ca_bundle() if tls and self.ssl is True else None
             connector = aiohttp.TCPConnector(
-                ssl=self._ssl_context() if tls else True,
+                ssl=self._ssl_context(self._connector_bundle) if tls else True,
                 limit=self.max_connections,
                 limit_per_host=0,
             )
@@ -327,16 +345,29 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         if getattr(self, "_session", None) is not None and self._owns_session:
             self._drop_session()
 
-    def _ssl_context(self) -> Union[bool, ssl.SSLContext]:
+    def _ssl_context(self, bundle: Optional[str] = None) -> Union[bool, ssl.SSLContext]:
+        """The context for ``ssl=``; for True, one trusting ``bundle`` (else certifi's)."""
         option = self.ssl
         if option is False or isinstance(option, SSLContextType):
             return option
         if isinstance(option, str):
-            if os.path.isdir(option):
-                return ssl.create_default_context(capath=option)
-            return ssl.create_default_context(cafile=option)
-        # requests verifies against certifi's bundle; trust the same one.
-        return ssl.create_default_context(cafile=certifi.where())
+            return _context_trusting(option)
+        return self._default_context(bundle)
+
+    def _default_context(self, bundle: Optional[str]) -> ssl.SSLContext:
+        # requests verifies against the environment's bundle (environment_ca_bundle),
+        # else certifi's: trust the same. One context per bundle: loading takes ~12 ms.
+        context = self._contexts.get(bundle)
+        if context is None:
+            context = self._contexts[bundle] = _context_trusting(bundle or certifi.where())
+        return context
+
+
+def _context_trusting(path: str) -> ssl.SSLContext:
+    """A default context that trusts the CA bundle at ``path`` (a file or a directory)."""
+    if os.path.isdir(path):
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
 
 
 def _unverified(option: object) -> bool:

@@ -162,6 +162,26 @@ def coerce_ssl(value: SSLOption) -> Union[bool, ssl.SSLContext, str]:
     )
 
 
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+"""Variables naming the CA bundle to verify with by default (requests' rule: the first set)."""
+
+
+def environment_ca_bundle() -> Optional[str]:
+    """The CA bundle (file or directory) the environment names for ``ssl=True``, or None.
+
+    Read for each request, as requests reads it: ``REQUESTS_CA_BUNDLE``, else
+    ``CURL_CA_BUNDLE``. Raises :class:`InvalidInputError` naming the variable
+    when the path does not exist.
+    """
+    for name in CA_BUNDLE_ENV:
+        path = os.environ.get(name)
+        if path:
+            if not os.path.exists(path):
+                raise InvalidInputError(f"{name}: no such CA bundle: {path!r}")
+            return path
+    return None
+
+
 MIN_SECRET_LENGTH = 4
 """Shorter api keys are not scrubbed from messages (see BaseClient._secrets)."""
 

@@ -21,6 +21,7 @@ from ._base import (
     Exchange,
     StreamBase,
     Timeout,
+    environment_ca_bundle,
 )
 from ._errors import (
     APIConnectionError,
@@ -169,6 +170,10 @@ class BackendApiClient(BaseClient[requests.Session]):
         # requests would replace an Authorization header of the caller's with
         # credentials from .netrc; a no-op auth keeps the header (as aiohttp does).
         auth = _keep_headers if request.has_authorization else None
+        if self.ssl is True and request.url[:6].lower() == "https:":
+            # requests trusts the bundle this names; a missing one is named here,
+            # as the async client names it, rather than by requests' OSError.
+            environment_ca_bundle()
         attempt = 0
         while True:
             exchange.log_request()

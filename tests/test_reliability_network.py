@@ -48,6 +48,7 @@ from backendapi import (
     APITimeoutError,
     AsyncBackendApiClient,
     BackendApiClient,
+    BackendApiError,
     IncompleteStreamError,
     InvalidInputError,
     RawResponse,
@@ -843,6 +844,102 @@ def test_tls_verified_by_default(
         assert server.url + CONVERSATION_PATH in message
         assert server.requests == []
         assert retry_logs() == []  # a bad certificate is not retried
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_tls_ca_bundle_from_the_environment(
+    client_kind: str, tls: TLSSetup, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    # requests trusts the bundle these name instead of certifi's; so do both clients.
+    monkeypatch.setenv(variable, str(tls.ca_path))
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+
+
+def errors_in_turns(
+    kind: str, url: str, before_each: List[Callable[[], None]]
+) -> List[Optional[BaseException]]:
+    """One client streams once per item of ``before_each``, calling it first; the errors."""
+    errors: List[Optional[BaseException]] = []
+    options: Dict[str, Any] = {"timeout": TEST_TIMEOUT, "max_retries": 0}
+    if kind == "sync":
+        with BackendApiClient(url, **options) as client:
+            for prepare in before_each:
+                prepare()
+                try:
+                    with client.create("m", MESSAGES) as events:
+                        list(events)
+                    errors.append(None)
+                except BackendApiError as exc:
+                    errors.append(exc)
+        return errors
+
+    async def main() -> None:
+        async with AsyncBackendApiClient(url, **options) as client:
+            for prepare in before_each:
+                prepare()
+                try:
+                    async with client.create("m", MESSAGES) as events:
+                        async for _ in events:
+                            pass
+                    errors.append(None)
+                except BackendApiError as exc:
+                    errors.append(exc)
+
+    asyncio.run(main())
+    return errors
+
+
+def test_tls_ca_bundle_from_the_environment_is_read_for_each_request(
+    client_kind: str, tls: TLSSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests reads the variable for every request; the async client does too,
+    # though its connector was made with the first bundle.
+    def trust(path: Path) -> Callable[[], None]:
+        return lambda: monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(path))
+
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD, GOOD)
+        first, second, third = errors_in_turns(
+            client_kind,
+            server.url,
+            [trust(tls.ca_path), trust(tls.other_ca_path), trust(tls.ca_path)],
+        )
+
+    assert first is None and third is None
+    assert type(second) is APIConnectionError, second
+    assert "certificate verification failed" in str(second)
+
+
+def test_tls_ca_bundle_from_the_environment_that_does_not_exist(
+    client_kind: str, tls: TLSSetup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(missing))
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        result = stream(client_kind, server.url)
+
+        assert type(result.error) is InvalidInputError, result.error
+        assert str(result.error) == f"CURL_CA_BUNDLE: no such CA bundle: {str(missing)!r}"
+        assert server.connections_accepted == 0  # named before any connection
+
+
+def test_tls_ca_bundle_argument_wins_over_the_environment(
+    client_kind: str, tls: TLSSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.other_ca_path))
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+
+        result = stream(client_kind, server.url, ssl=str(tls.ca_path))
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
 
 
 @pytest.mark.parametrize("form", ["str", "Path"])
