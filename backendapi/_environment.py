@@ -116,7 +116,12 @@ class Environment:
             proxies = urllib.request.getproxies()
             reading = _Reading(
                 loop,
-                {scheme: proxies[scheme] for scheme in _PROXY_SCHEMES if proxies.get(scheme)},
+                # ALL_PROXY stands in for a scheme without its own, as requests reads it.
+                {
+                    scheme: proxies.get(scheme) or proxies["all"]
+                    for scheme in _PROXY_SCHEMES
+                    if proxies.get(scheme) or proxies.get("all")
+                },
                 self._netrc_file(),
             )
             self._reading = reading

@@ -1155,7 +1155,7 @@ def test_explicit_proxy(
     assert received.json["messages"] == MESSAGES
 
 
-@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"])
 def test_proxy_from_environment(
     client_kind: str,
     variable: str,
@@ -1174,15 +1174,34 @@ def test_proxy_from_environment(
     assert len(backendapi_server.requests) == 1
 
 
+def test_scheme_proxy_wins_over_all_proxy(
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    proxy: ForwardingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_url: str,
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", refused_url)  # nothing listens there
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+
+    result, _ = proxied_stream(client_kind, backendapi_server)
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    assert len(proxy.requests) == 1
+
+
+@pytest.mark.parametrize("proxy_variable", ["HTTP_PROXY", "ALL_PROXY"])
 @pytest.mark.parametrize("variable", ["NO_PROXY", "no_proxy"])
 def test_no_proxy_bypasses_proxy(
     client_kind: str,
     variable: str,
+    proxy_variable: str,
     backendapi_server: BackendApiTestServer,
     proxy: ForwardingProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv(proxy_variable, proxy.url)
     monkeypatch.setenv(variable, "127.0.0.1")
 
     result, _ = proxied_stream(client_kind, backendapi_server)
