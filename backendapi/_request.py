@@ -258,8 +258,27 @@ def validate_headers(headers: object) -> Dict[str, str]:
             )
         if any(ch in name + value for ch in "\r\n"):
             raise InvalidInputError(f"header {name!r} contains a line break")
+        if not _HEADER_NAME.fullmatch(name):
+            raise InvalidInputError(
+                f"header name {name!r} is not an HTTP token "
+                "(letters, digits and !#$%&'*+-.^_`|~ only)"
+            )
+        # The value is never shown: it may be a credential.
+        if not _HEADER_VALUE.fullmatch(value):
+            raise InvalidInputError(
+                f"header {name!r} must have an ASCII value with no control character "
+                "other than a tab: HTTP gives other characters no agreed encoding "
+                "(requests would send ISO-8859-1, aiohttp UTF-8); percent-encode or "
+                "base64 such text"
+            )
+        if value[:1] in (" ", "\t"):
+            raise InvalidInputError(f"header {name!r} must not start with whitespace")
         checked[name] = value
     return checked
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 def encode_multipart(

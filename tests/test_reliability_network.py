@@ -1515,6 +1515,25 @@ def test_bad_create_argument(
     assert silent_server.connections() == 0  # raised before any network call
 
 
+def test_legal_header_values_go_as_they_are(client_kind: str) -> None:
+    # A tab, inner spaces, an empty value and every printable ASCII
+    # character are legal; both clients send them byte for byte.
+    headers = {
+        "X-Tab": "a\tb",
+        "X-Spaces": "a  b",
+        "X-Empty": "",
+        "X-Printable": "".join(map(chr, range(0x21, 0x7F))),
+        "x-lower_case.name~": "1",
+    }
+    with BackendApiTestServer() as server:
+        result = run_stream(client_kind, server.url, client_options={"headers": headers})
+        (request,) = server.requests
+
+    assert result.error is None
+    for name, value in headers.items():
+        assert request.headers[name] == value
+
+
 # --------------------------------------------------------------------------- the doc
 
 
