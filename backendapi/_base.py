@@ -54,10 +54,12 @@ from ._request import (
     PROVIDERS_PATH,
     VERSION_PATH,
     PreparedRequest,
+    basic_authorization,
     build_conversation_request,
     build_get_request,
     build_upload_request,
     normalize_base_url,
+    split_credentials,
     validate_headers,
 )
 from ._retry import RetryPolicy
@@ -248,8 +250,8 @@ class BaseClient(Generic[SessionT]):
     ) -> None:
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-        self.base_url = normalize_base_url(base_url)
-        """The server's root, without a trailing slash."""
+        self.base_url, credentials = split_credentials(normalize_base_url(base_url))
+        """The server's root, without a trailing slash (nor credentials: see below)."""
         if api_key is None:
             api_key = os.environ.get(API_KEY_ENV) or None
         if api_key is not None and not isinstance(api_key, str):
@@ -257,6 +259,16 @@ class BaseClient(Generic[SessionT]):
         self._api_key = api_key
         self.headers = validate_headers(headers)
         """Extra headers sent with every request."""
+        # Credentials in base_url go as the Basic auth requests and aiohttp would
+        # make of them, kept out of base_url so that no repr, log line or error
+        # message shows them.
+        self._authorization: Optional[str] = None
+        if credentials is not None:
+            if any(name.lower() == "authorization" for name in self.headers):
+                raise InvalidInputError(
+                    "base_url carries credentials and headers an Authorization: give one"
+                )
+            self._authorization = basic_authorization(*credentials)
         self.ssl = coerce_ssl(ssl)
         """TLS verification: True, False, an SSLContext or a CA bundle path."""
         self.timeout = coerce_timeout(timeout)
@@ -319,9 +331,15 @@ class BaseClient(Generic[SessionT]):
     ) -> StreamCore:
         key = api_key if api_key is not None else self._api_key
         request = build_conversation_request(
-            self.base_url, model, messages, media, key, extra, self.headers, self.upload_media
+            self.base_url, model, messages, media, key, extra, self._headers(), self.upload_media
         )
         return StreamCore(request, self.max_event_size, self._secrets(key))
+
+    def _headers(self) -> Mapping[str, str]:
+        """The headers of every request: :attr:`headers`, and base_url's credentials."""
+        if self._authorization is None:
+            return self.headers
+        return {**self.headers, "Authorization": self._authorization}
 
     def _secrets(self, key: object = None) -> Tuple[str, ...]:
         # Scrubbing a one- or two-letter "key" out of every message would mangle
@@ -334,7 +352,7 @@ class BaseClient(Generic[SessionT]):
             if value is not None and not isinstance(value, str):
                 raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}")
         return Exchange(
-            build_get_request(self.base_url, path, params, self.headers), self._secrets()
+            build_get_request(self.base_url, path, params, self._headers()), self._secrets()
         )
 
     def _version_call(self) -> Exchange:
@@ -360,7 +378,7 @@ class BaseClient(Generic[SessionT]):
         return exchange
 
     def _upload_call(self, bucket_id: object, files: object) -> Exchange:
-        request = build_upload_request(self.base_url, bucket_id, files, self.headers)
+        request = build_upload_request(self.base_url, bucket_id, files, self._headers())
         return Exchange(request, self._secrets())
 
 

@@ -23,7 +23,6 @@ parsed again only when its size or modification time changes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import netrc
 import os
@@ -33,6 +32,8 @@ from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 from yarl import URL
+
+from ._request import basic_authorization
 
 __all__ = ["Environment"]
 
@@ -84,7 +85,7 @@ class Environment:
         if not has_authorization and host:
             credentials = _netrc_credentials(reading.netrc, host)
             if credentials is not None:
-                headers["Authorization"] = _basic(*credentials)
+                headers["Authorization"] = basic_authorization(*credentials)
         if proxy is not None:
             options["proxy"] = proxy
             return options, headers
@@ -172,13 +173,3 @@ def _netrc_credentials(netrc_file: Optional[netrc.netrc], host: str) -> Optional
     login, account, password = entry
     # Before Python 3.11 an absent login is "" and an absent account None.
     return (login if (login or account is None) else account or ""), password or ""
-
-
-def _basic(user: str, password: str) -> str:
-    """An ``Authorization: Basic`` value, latin-1 encoded as requests and aiohttp do."""
-    pair = f"{user}:{password}"
-    try:
-        raw = pair.encode("latin-1")
-    except UnicodeEncodeError:
-        raw = pair.encode("utf-8")
-    return "Basic " + base64.b64encode(raw).decode("ascii")

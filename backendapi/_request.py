@@ -6,6 +6,7 @@ what a call means.
 
 from __future__ import annotations
 
+import base64
 import json
 import mimetypes
 import re
@@ -13,7 +14,7 @@ import secrets
 from collections import abc
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from ._errors import InvalidInputError
 from ._media import MediaInput, MediaPart, encode_media, resolve_media
@@ -66,6 +67,46 @@ class PreparedRequest:
         return f"PreparedRequest({self.method} {self.url}, {size})"
 
 
+def basic_authorization(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` value, latin-1 encoded as requests and aiohttp do."""
+    pair = f"{user}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages may show it: a password in it replaced by ``***``.
+
+    >>> shown_url("http://me:secret@host:8080/g4f")
+    'http://me:***@host:8080/g4f'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # no scheme: "me:secret@host" is shown masked too
+        scheme, rest = "", url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hostport}{slash}{path}"
+
+
+def split_credentials(url: str) -> Tuple[str, Optional[Tuple[str, str]]]:
+    """``url`` without its ``user:password@``, and the (percent-decoded) pair, if any.
+
+    >>> split_credentials("http://me:p%40ss@host:8080/g4f")
+    ('http://host:8080/g4f', ('me', 'p@ss'))
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    hostport = parts.netloc.rpartition("@")[2]
+    credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=hostport)), credentials
+
+
 def normalize_base_url(base_url: object, name: str = "base_url") -> str:
     """Check an http(s) URL (``base_url``, or the argument ``name``); drop a trailing slash.
 
@@ -76,15 +117,19 @@ def normalize_base_url(base_url: object, name: str = "base_url") -> str:
         raise InvalidInputError(f"{name} must be a str, not {type(base_url).__name__}")
     parts = urlsplit(base_url.strip())
     if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidInputError(f"{name} must start with http:// or https://, got {base_url!r}")
+        raise InvalidInputError(
+            f"{name} must start with http:// or https://, got {shown_url(base_url)!r}"
+        )
     if not parts.hostname:
-        raise InvalidInputError(f"{name} has no host: {base_url!r}")
+        raise InvalidInputError(f"{name} has no host: {shown_url(base_url)!r}")
     if parts.query or parts.fragment:
-        raise InvalidInputError(f"{name} must not have a query or fragment: {base_url!r}")
+        raise InvalidInputError(
+            f"{name} must not have a query or fragment: {shown_url(base_url)!r}"
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise InvalidInputError(f"{name} has an invalid port: {base_url!r}") from None
+        raise InvalidInputError(f"{name} has an invalid port: {shown_url(base_url)!r}") from None
     return base_url.strip().rstrip("/")
 
 

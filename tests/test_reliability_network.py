@@ -1346,6 +1346,56 @@ def test_concurrent_requests_share_one_reading_of_the_environment(
     assert len(readings) == 1
 
 
+# --------------------------------------------------------------------------- base_url credentials
+
+
+def with_credentials(url: str, userinfo: str) -> str:
+    return url.replace("://", f"://{userinfo}@", 1)
+
+
+def test_credentials_in_base_url_go_as_basic_auth_and_are_never_shown(
+    client_kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Percent-encoded, as a URL carries them: the server gets "me@home" / "p:ss w0rd".
+    caplog.set_level(logging.DEBUG, logger="backendapi")
+    with BackendApiTestServer() as server:
+        server.reply(GOOD)
+        url = with_credentials(server.url, "me%40home:p%3Ass%20w0rd")
+        client = CLIENTS[client_kind](url, timeout=TEST_TIMEOUT)
+        shown = [repr(client), client.base_url]
+
+        errors = errors_in_turns(client_kind, url, [lambda: None])
+
+        (request,) = server.requests
+        assert request.headers["Authorization"] == basic("me@home", "p:ss w0rd")
+        assert client.base_url == server.url
+        plain_url = server.url
+    assert errors == [None]
+    logged = [record.getMessage() for record in caplog.records]
+    assert any(plain_url in line for line in logged)  # the URL is logged, without them
+    for text in shown + logged:
+        assert "w0rd" not in text and "me%40home" not in text, text
+
+
+def test_credentials_in_base_url_are_not_in_errors(client_kind: str, refused_url: str) -> None:
+    (error,) = errors_in_turns(
+        client_kind, with_credentials(refused_url, "me:s3cret"), [lambda: None]
+    )
+
+    assert type(error) is APIConnectionError, error
+    assert refused_url in str(error)
+    assert "s3cret" not in str(error) and "s3cret" not in str(error.url)
+
+
+def test_credentials_in_base_url_and_an_authorization_header(client_kind: str) -> None:
+    # requests let the URL's credentials replace the header, aiohttp refused the two.
+    with pytest.raises(InvalidInputError, match="credentials") as caught:
+        CLIENTS[client_kind](
+            "http://me:s3cret@127.0.0.1:8080", headers={"Authorization": "Bearer token"}
+        )
+    assert "s3cret" not in str(caught.value)
+
+
 # --------------------------------------------------------------------------- cookies
 
 

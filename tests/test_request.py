@@ -263,6 +263,19 @@ def test_header_value_is_never_shown(unraisable: List[Any]) -> None:
     assert "cret-token" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://me:s3cret@h:99999", "ftp://me:s3cret@h", "me:s3cret@h:8080", "http://me:s3cret@"],
+)
+def test_bad_base_url_with_credentials_is_shown_without_them(
+    url: str, unraisable: List[Any]
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        make_client("sync", url)
+    assert "base_url" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
 def test_bad_timeout_object_is_refused() -> None:
     for bad in ({"connect": -1.0}, {"read": 0}, {"total": True}):
         with pytest.raises(InvalidInputError, match="timeout"):
