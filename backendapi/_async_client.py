@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import ssl
@@ -311,7 +312,10 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
                 # requests (and browsers) keep them; aiohttp's default drops them.
                 self._cookie_jar = aiohttp.CookieJar(unsafe=True)
             session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, cookie_jar=self._cookie_jar
+                connector=connector,
+                trust_env=False,
+                cookie_jar=self._cookie_jar,
+                **_HEADER_LIMITS,
             )
             if self._owns_session:
                 # The loop closes every live async generator before it stops (asyncio.run
@@ -361,6 +365,13 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
         if context is None:
             context = self._contexts[bundle] = _context_trusting(bundle or certifi.where())
         return context
+
+
+# The limits http.client (so the blocking client) puts on an answer's head: a line
+# of up to 64 KiB and at most 99 header lines (aiohttp: 8190 bytes, 128 lines).
+_HEADER_LIMITS: Dict[str, Any] = {"max_line_size": 65536, "max_field_size": 65536}
+if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:  # aiohttp >= 3.13.4
+    _HEADER_LIMITS["max_headers"] = 99  # http.client counts the blank line too
 
 
 def _context_trusting(path: str) -> ssl.SSLContext:
@@ -577,6 +588,11 @@ def _request_error(exchange: Exchange, timeout: Timeout, exc: BaseException) -> 
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return IncompleteStreamError(f"the answer from {url} was cut short: {reason}", url=url)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Raised before any response is handed over: the answer is no HTTP (a bad
+        # status line, a header beyond the limits). Not retried (see _may_retry).
+        shown = " ".join(exchange.redact(exc.message or reason).split())[:300]
+        return APIConnectionError(f"invalid HTTP answer from {url}: {shown}", url=url)
     if isinstance(exc, aiohttp.ClientConnectorError):
         reason = exchange.redact(str(exc.os_error) or reason)
     return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 import ssl
 import threading
@@ -475,13 +476,29 @@ def _request_error(
         return exchange.tls_error(_innermost(exc))
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError,)):
         return IncompleteStreamError(f"the answer from {url} was cut short: {reason}", url=url)
+    if _invalid_answer(exc):
+        return APIConnectionError(f"invalid HTTP answer from {url}: {_one_line(reason)}", url=url)
     return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
+
+
+def _invalid_answer(exc: BaseException) -> bool:
+    """True when the server answered, but not in HTTP (a bad status line, a header too long)."""
+    inner = _innermost_exception(exc)
+    return isinstance(inner, http.client.HTTPException) and not isinstance(
+        inner, (http.client.RemoteDisconnected, http.client.IncompleteRead)
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
 
 
 def _may_retry(exc: requests.RequestException) -> bool:
     """True for failures before any answer: could not connect, or dropped unanswered."""
     if isinstance(exc, requests.exceptions.SSLError):
         return False  # a certificate problem does not go away by asking again
+    if _invalid_answer(exc):
+        return False  # neither does an answer that is no HTTP (a wrong port, say)
     return isinstance(exc, requests.ConnectionError) and not isinstance(
         exc, (requests.exceptions.ChunkedEncodingError, requests.ReadTimeout)
     )
@@ -497,6 +514,12 @@ def _at_most(timeout: Optional[float], remaining: Optional[float]) -> Optional[f
 
 def _innermost(exc: BaseException) -> str:
     """The most specific description in an exception chain (urllib3 nests them)."""
+    seen = _innermost_exception(exc)
+    return str(seen) or type(seen).__name__
+
+
+def _innermost_exception(exc: BaseException) -> BaseException:
+    """The most specific exception in a chain (urllib3 nests them in reasons and args)."""
     seen = exc
     while True:
         reason = getattr(seen, "reason", None)
@@ -508,5 +531,4 @@ def _innermost(exc: BaseException) -> str:
         if nested is not None and nested is not seen:
             seen = nested
             continue
-        break
-    return str(seen) or type(seen).__name__
+        return seen

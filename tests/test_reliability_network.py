@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import email.utils
 import gc
+import inspect
 import logging
 import re
 import socket
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 import trustme
 from clients import MESSAGES, TEST_TIMEOUT, Result, run_stream
@@ -149,6 +151,68 @@ class SilentServer:
 
     def close(self) -> None:
         self._listener.close()
+
+
+class RawAnswerServer:
+    """Answers every request with the same raw bytes, then ends the connection.
+
+    It reads each request whole (head and Content-Length body) before answering, so
+    closing never resets a connection that still has request bytes unread.
+    """
+
+    def __init__(self) -> None:
+        self.answer = b""
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._connections = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._stopping:
+                conn.close()
+                return
+            with self._lock:
+                self._connections += 1
+            with conn, contextlib.suppress(OSError, ValueError), conn.makefile("rb") as reader:
+                length = 0
+                while True:
+                    line = reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                reader.read(length)
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):  # wakes the accept() of the serving thread
+            socket.create_connection(self._listener.getsockname(), timeout=WAIT).close()
+        self._thread.join(WAIT)
+        self._listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[RawAnswerServer]:
+    server = RawAnswerServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture
@@ -1344,6 +1408,84 @@ def test_concurrent_requests_share_one_reading_of_the_environment(
 
     assert asyncio.run(main()) == [len(GOOD_EVENTS)] * 20
     assert len(readings) == 1
+
+
+# --------------------------------------------------------------------------- no HTTP
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n"
+SSE_BODY = b'data: {"type": "content", "content": "Hi"}\n\n'
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"SSH-2.0-OpenSSH_9.6\r\n", b"hello\n", b"HTTP/1.1 abc OK\r\n\r\n"],
+    ids=["ssh", "text", "bad-status"],
+)
+def test_an_answer_that_is_no_http_is_not_retried(
+    client_kind: str, raw_server: RawAnswerServer, answer: bytes
+) -> None:
+    # A base_url pointing at the wrong port: asking again gives the same answer.
+    raw_server.answer = answer
+
+    result = stream(client_kind, raw_server.url, max_retries=2)
+
+    assert type(result.error) is APIConnectionError, result.error
+    assert str(result.error).startswith(
+        f"invalid HTTP answer from {raw_server.url}{CONVERSATION_PATH}: "
+    )
+    assert "\n" not in str(result.error)
+    assert raw_server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "ok"),
+    [
+        (97, True),  # with the two of SSE_HEAD: 99 header lines
+        (98, False),
+    ],
+    ids=["99-lines", "100-lines"],
+)
+def test_answer_header_count_limit(
+    client_kind: str, raw_server: RawAnswerServer, headers: int, ok: bool
+) -> None:
+    # http.client refuses a 100th header line (its limit of 100 counts the blank
+    # line); the async client is held to the same (aiohttp's own default is 128).
+    if (
+        client_kind == "async"
+        and "max_headers" not in inspect.signature(aiohttp.ClientSession).parameters
+    ):
+        pytest.skip("aiohttp < 3.13.4 has no max_headers: its fixed limit is 32768")
+    extra = b"".join(b"X-H%d: v\r\n" % i for i in range(headers))
+    raw_server.answer = SSE_HEAD + extra + b"\r\n" + SSE_BODY
+
+    result = stream(client_kind, raw_server.url, max_retries=2)
+
+    if ok:
+        assert result.error is None
+        assert [event.get("content") for event in result.events] == ["Hi"]
+    else:
+        assert type(result.error) is APIConnectionError, result.error
+        assert "invalid HTTP answer" in str(result.error)
+        assert raw_server.connections == 1
+
+
+@pytest.mark.parametrize(("size", "ok"), [(20_000, True), (70_000, False)])
+def test_answer_header_line_limit(
+    client_kind: str, raw_server: RawAnswerServer, size: int, ok: bool
+) -> None:
+    # http.client takes header lines of up to 64 KiB; aiohttp's default is 8190 bytes,
+    # so a 20 kB cookie or policy header used to fail in the async client alone.
+    raw_server.answer = SSE_HEAD + b"X-Big: " + b"a" * size + b"\r\n\r\n" + SSE_BODY
+
+    result = stream(client_kind, raw_server.url, max_retries=2)
+
+    if ok:
+        assert result.error is None
+        assert [event.get("content") for event in result.events] == ["Hi"]
+    else:
+        assert type(result.error) is APIConnectionError, result.error
+        assert "invalid HTTP answer" in str(result.error)
+        assert raw_server.connections == 1
 
 
 # --------------------------------------------------------------------------- base_url credentials
