@@ -153,29 +153,23 @@ class SilentServer:
         self._listener.close()
 
 
-class RawAnswerServer:
-    """Answers every request with the same raw bytes, then ends the connection.
+class LoopbackListener:
+    """A socket listening on 127.0.0.1; a thread hands each connection to ``handle``."""
 
-    It reads each request whole (head and Content-Length body) before answering, so
-    closing never resets a connection that still has request bytes unread.
-    """
-
-    def __init__(self) -> None:
-        self.answer = b""
+    def __init__(self, name: str) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.address = self._listener.getsockname()
+        self.url = f"http://127.0.0.1:{self.address[1]}"
         self._lock = threading.Lock()
-        self._connections = 0
         self._stopping = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._acceptor = threading.Thread(target=self._accept_loop, name=name, daemon=True)
+        self._acceptor.start()
 
-    @property
-    def connections(self) -> int:
-        with self._lock:
-            return self._connections
+    def handle(self, conn: socket.socket) -> None:
+        """Serve one accepted connection (in the accepting thread)."""
+        raise NotImplementedError
 
-    def _serve(self) -> None:
+    def _accept_loop(self) -> None:
         while True:
             try:
                 conn, _ = self._listener.accept()
@@ -184,35 +178,56 @@ class RawAnswerServer:
             if self._stopping:
                 conn.close()
                 return
-            with self._lock:
-                self._connections += 1
-            with conn, contextlib.suppress(OSError, ValueError), conn.makefile("rb") as reader:
-                length = 0
-                while True:
-                    line = reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                reader.read(length)
-                conn.sendall(self.answer)
+            self.handle(conn)
+
+    def stop_accepting(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):  # wakes the accept() of the accepting thread
+            socket.create_connection(self.address, timeout=WAIT).close()
+        self._acceptor.join(WAIT)
+        self._listener.close()
+
+
+class RawAnswerServer(LoopbackListener):
+    """Answers every request with the same raw bytes, then ends the connection.
+
+    It reads each request whole (head and Content-Length body) before answering, so
+    closing never resets a connection that still has request bytes unread.
+    """
+
+    def __init__(self) -> None:
+        self.answer = b""
+        self._connections = 0
+        super().__init__("test-raw-server")
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    def handle(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+        with conn, contextlib.suppress(OSError, ValueError), conn.makefile("rb") as reader:
+            length = 0
+            while True:
+                line = reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            reader.read(length)
+            conn.sendall(self.answer)
 
     def close(self) -> None:
-        self._stopping = True
-        with contextlib.suppress(OSError):  # wakes the accept() of the serving thread
-            socket.create_connection(self._listener.getsockname(), timeout=WAIT).close()
-        self._thread.join(WAIT)
-        self._listener.close()
+        self.stop_accepting()
 
 
 @pytest.fixture
 def raw_server() -> Iterator[RawAnswerServer]:
-    server = RawAnswerServer()
-    try:
+    with contextlib.closing(RawAnswerServer()) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -293,7 +308,7 @@ class ProxiedRequest:
     headers: Dict[str, str] = field(default_factory=dict)
 
 
-class ForwardingProxy:
+class ForwardingProxy(LoopbackListener):
     """A minimal HTTP forward proxy on 127.0.0.1, in threads.
 
     It takes absolute-form requests (``POST http://host:port/path HTTP/1.1``, what a client
@@ -305,16 +320,10 @@ class ForwardingProxy:
     """
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address = self._listener.getsockname()
-        self.url = f"http://127.0.0.1:{self.address[1]}"
-        self._lock = threading.Lock()
         self._requests: List[ProxiedRequest] = []
         self._sockets: List[socket.socket] = []
         self._threads: List[threading.Thread] = []
-        self._stopping = False
-        self._acceptor = threading.Thread(target=self._accept_loop, name="test-proxy", daemon=True)
-        self._acceptor.start()
+        super().__init__("test-proxy")
 
     @property
     def requests(self) -> List[ProxiedRequest]:
@@ -322,11 +331,7 @@ class ForwardingProxy:
             return list(self._requests)
 
     def close(self) -> None:
-        self._stopping = True
-        with contextlib.suppress(OSError):  # wakes the accept() of the acceptor thread
-            socket.create_connection(self.address, timeout=WAIT).close()
-        self._acceptor.join(WAIT)
-        self._listener.close()
+        self.stop_accepting()
         with self._lock:
             sockets, threads = list(self._sockets), list(self._threads)
         for sock in sockets:  # unblocks a handler still piping
@@ -335,20 +340,12 @@ class ForwardingProxy:
         for thread in threads:
             thread.join(WAIT)
 
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            if self._stopping:
-                conn.close()
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            with self._lock:
-                self._threads.append(thread)
-                self._sockets.append(conn)
-            thread.start()
+    def handle(self, conn: socket.socket) -> None:
+        thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+            self._sockets.append(conn)
+        thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError, ValueError):
@@ -894,6 +891,13 @@ def test_redirect_not_followed(
 # --------------------------------------------------------------------------- TLS
 
 
+def tls_stream(kind: str, server_context: ssl.SSLContext, **options: Any) -> Result:
+    """Stream the GOOD reply from an HTTPS test server serving ``server_context``."""
+    with BackendApiTestServer(ssl_context=server_context) as server:
+        server.reply(GOOD)
+        return stream(kind, server.url, **options)
+
+
 def test_tls_verified_by_default(
     client_kind: str, tls: TLSSetup, retry_logs: Callable[[], List[str]]
 ) -> None:
@@ -916,10 +920,7 @@ def test_tls_ca_bundle_from_the_environment(
 ) -> None:
     # requests trusts the bundle these name instead of certifi's; so do both clients.
     monkeypatch.setenv(variable, str(tls.ca_path))
-    with BackendApiTestServer(ssl_context=tls.server_context) as server:
-        server.reply(GOOD)
-
-        result = stream(client_kind, server.url)
+    result = tls_stream(client_kind, tls.server_context)
 
     assert result.error is None
     assert result.events == GOOD_EVENTS
@@ -997,10 +998,7 @@ def test_tls_ca_bundle_argument_wins_over_the_environment(
     client_kind: str, tls: TLSSetup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.other_ca_path))
-    with BackendApiTestServer(ssl_context=tls.server_context) as server:
-        server.reply(GOOD)
-
-        result = stream(client_kind, server.url, ssl=str(tls.ca_path))
+    result = tls_stream(client_kind, tls.server_context, ssl=str(tls.ca_path))
 
     assert result.error is None
     assert result.events == GOOD_EVENTS
@@ -1053,10 +1051,7 @@ def test_tls_ssl_context_is_used_as_it_is(client_kind: str, tls: TLSSetup) -> No
     # requests made urllib3 load certifi's CAs into the caller's context: one that
     # trusted a private CA alone then trusted every public CA too.
     context = private_ca_context(tls)
-    with BackendApiTestServer(ssl_context=tls.server_context) as server:
-        server.reply(GOOD)
-
-        result = stream(client_kind, server.url, ssl=context)
+    result = tls_stream(client_kind, tls.server_context, ssl=context)
 
     assert result.error is None
     assert result.events == GOOD_EVENTS
@@ -1069,10 +1064,7 @@ def test_tls_ssl_context_without_hostname_check(client_kind: str, tls: TLSSetup)
     # The certificate names other.example: a context that checks no hostname takes it.
     context = private_ca_context(tls)
     context.check_hostname = False
-    with BackendApiTestServer(ssl_context=tls.wrong_host_context) as server:
-        server.reply(GOOD)
-
-        result = stream(client_kind, server.url, ssl=context)
+    result = tls_stream(client_kind, tls.wrong_host_context, ssl=context)
 
     assert result.error is None
     assert result.events == GOOD_EVENTS
@@ -1083,10 +1075,7 @@ def test_tls_ssl_context_without_verification(client_kind: str, tls: TLSSetup) -
     context = ssl.create_default_context(cafile=str(tls.other_ca_path))
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with BackendApiTestServer(ssl_context=tls.server_context) as server:
-        server.reply(GOOD)
-
-        result = stream(client_kind, server.url, ssl=context)
+    result = tls_stream(client_kind, tls.server_context, ssl=context)
 
     assert result.error is None
     assert result.events == GOOD_EVENTS
@@ -1437,6 +1426,17 @@ def test_an_answer_that_is_no_http_is_not_retried(
     assert raw_server.connections == 1
 
 
+def check_head_taken(result: Result, raw_server: RawAnswerServer, ok: bool) -> None:
+    """The stream read SSE_BODY if ``ok``, else failed at once on the answer's head."""
+    if ok:
+        assert result.error is None
+        assert [event.get("content") for event in result.events] == ["Hi"]
+    else:
+        assert type(result.error) is APIConnectionError, result.error
+        assert "invalid HTTP answer" in str(result.error)
+        assert raw_server.connections == 1  # not retried
+
+
 @pytest.mark.parametrize(
     ("headers", "ok"),
     [
@@ -1458,15 +1458,7 @@ def test_answer_header_count_limit(
     extra = b"".join(b"X-H%d: v\r\n" % i for i in range(headers))
     raw_server.answer = SSE_HEAD + extra + b"\r\n" + SSE_BODY
 
-    result = stream(client_kind, raw_server.url, max_retries=2)
-
-    if ok:
-        assert result.error is None
-        assert [event.get("content") for event in result.events] == ["Hi"]
-    else:
-        assert type(result.error) is APIConnectionError, result.error
-        assert "invalid HTTP answer" in str(result.error)
-        assert raw_server.connections == 1
+    check_head_taken(stream(client_kind, raw_server.url, max_retries=2), raw_server, ok)
 
 
 @pytest.mark.parametrize(("size", "ok"), [(20_000, True), (70_000, False)])
@@ -1477,15 +1469,7 @@ def test_answer_header_line_limit(
     # so a 20 kB cookie or policy header used to fail in the async client alone.
     raw_server.answer = SSE_HEAD + b"X-Big: " + b"a" * size + b"\r\n\r\n" + SSE_BODY
 
-    result = stream(client_kind, raw_server.url, max_retries=2)
-
-    if ok:
-        assert result.error is None
-        assert [event.get("content") for event in result.events] == ["Hi"]
-    else:
-        assert type(result.error) is APIConnectionError, result.error
-        assert "invalid HTTP answer" in str(result.error)
-        assert raw_server.connections == 1
+    check_head_taken(stream(client_kind, raw_server.url, max_retries=2), raw_server, ok)
 
 
 # --------------------------------------------------------------------------- base_url credentials
