@@ -591,8 +591,7 @@ def _request_error(exchange: Exchange, timeout: Timeout, exc: BaseException) -> 
     if isinstance(exc, aiohttp.ClientResponseError):
         # Raised before any response is handed over: the answer is no HTTP (a bad
         # status line, a header beyond the limits). Not retried (see _may_retry).
-        shown = " ".join(exchange.redact(exc.message or reason).split())[:300]
-        return APIConnectionError(f"invalid HTTP answer from {url}: {shown}", url=url)
+        return exchange.invalid_answer_error(exc.message or reason)
     if isinstance(exc, aiohttp.ClientConnectorError):
         reason = exchange.redact(str(exc.os_error) or reason)
     return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)

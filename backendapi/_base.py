@@ -164,6 +164,11 @@ def coerce_ssl(value: SSLOption) -> Union[bool, ssl.SSLContext, str]:
     )
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` with its runs of whitespace (newlines too) made single spaces, cut at ``limit``."""
+    return " ".join(text.split())[:limit]
+
+
 CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 """Variables naming the CA bundle to verify with by default (requests' rule: the first set)."""
 
@@ -433,6 +438,13 @@ class Exchange:
             )
         return APIConnectionError(f"TLS error connecting to {url}: {reason}", url=url)
 
+    def invalid_answer_error(self, reason: str) -> APIConnectionError:
+        """The error for an answer that is no HTTP (a bad status line, a header too long)."""
+        url = self.request.url
+        return APIConnectionError(
+            f"invalid HTTP answer from {url}: {one_line(self.redact(reason))}", url=url
+        )
+
     def log_retry(self, attempt: int, delay: float, why: str) -> None:
         """Log a retry at INFO: which call, why, which attempt, after how long."""
         logger.info(
@@ -472,7 +484,7 @@ class Exchange:
         if server_message is None:
             text = body.decode("utf-8", "replace")
             shown = self.redact(text[:2000])
-            server_message = " ".join(text.split())[:300] or "(empty body)"
+            server_message = one_line(text) or "(empty body)"
         message = self.redact(f"HTTP {status} {reason} from {url}: {server_message}")
         return APIStatusError(message, status_code=status, body=shown, url=url)
 

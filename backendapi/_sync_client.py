@@ -477,7 +477,7 @@ def _request_error(
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError,)):
         return IncompleteStreamError(f"the answer from {url} was cut short: {reason}", url=url)
     if _invalid_answer(exc):
-        return APIConnectionError(f"invalid HTTP answer from {url}: {_one_line(reason)}", url=url)
+        return exchange.invalid_answer_error(_innermost(exc))
     return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
 
 
@@ -487,10 +487,6 @@ def _invalid_answer(exc: BaseException) -> bool:
     return isinstance(inner, http.client.HTTPException) and not isinstance(
         inner, (http.client.RemoteDisconnected, http.client.IncompleteRead)
     )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
 
 
 def _may_retry(exc: requests.RequestException) -> bool:
