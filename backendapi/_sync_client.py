@@ -9,6 +9,7 @@ import threading
 import time
 from types import TracebackType
 from typing import Any, Dict, Iterator, List, Optional, Type, Union
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
@@ -168,6 +169,8 @@ class BackendApiClient(BaseClient[requests.Session]):
         session = self._get_session()
         timeout = self.timeout
         proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
+        if proxies is None and session.trust_env:
+            proxies = _environment_proxy_with_netrc(request.url)
         # requests would replace an Authorization header of the caller's with
         # credentials from .netrc; a no-op auth keeps the header (as aiohttp does).
         auth = _keep_headers if request.has_authorization else None
@@ -479,6 +482,26 @@ def _request_error(
     if _invalid_answer(exc):
         return exchange.invalid_answer_error(_innermost(exc))
     return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
+
+
+def _environment_proxy_with_netrc(url: str) -> Optional[Dict[str, str]]:
+    """The environment's proxy for ``url`` with its ``.netrc`` credentials, if it has none.
+
+    As the async client (and aiohttp) does; requests sends no credentials to a
+    proxy but those in its URL. None leaves the environment to requests.
+    """
+    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    if not proxy:
+        return None
+    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    if "@" in parts.netloc or not parts.hostname:
+        return None
+    credentials = requests.utils.get_netrc_auth(urlunsplit(parts))
+    if not credentials:
+        return None
+    user, password = (quote(part, safe="") for part in credentials)
+    with_credentials = urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
+    return {urlsplit(url).scheme.lower(): with_credentials}
 
 
 def _invalid_answer(exc: BaseException) -> bool:

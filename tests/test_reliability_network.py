@@ -1321,16 +1321,17 @@ def test_proxy_credentials_from_the_environment(
 
 
 def test_netrc_credentials_for_an_environment_proxy(
+    client_kind: str,
     backendapi_server: BackendApiTestServer,
     proxy: ForwardingProxy,
     netrc_file: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """aiohttp's rule, kept by the async client: a proxy given without credentials gets
-    those of its host in .netrc (requests, under the blocking client, has no such rule)."""
+    """aiohttp's rule, in both clients: a proxy from the environment given without
+    credentials gets those of its host in .netrc (requests alone has no such rule)."""
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
 
-    result, _ = proxied_stream("async", backendapi_server)
+    result, _ = proxied_stream(client_kind, backendapi_server)
 
     assert result.error is None
     (proxied,) = proxy.requests
