@@ -24,6 +24,7 @@ from ._base import (
     StreamBase,
     Timeout,
     environment_ca_bundle,
+    one_line,
 )
 from ._environment import Environment
 from ._errors import (
@@ -507,7 +508,15 @@ class AsyncStream(
             return await self._response.content.readany()
         except aiohttp.ClientPayloadError as exc:
             if "compress" in str(exc).lower() or "decod" in str(exc).lower():
-                raise DecodeError(f"cannot decompress the stream: {exc}") from None
+                # The zlib error itself, as the blocking client shows it, where aiohttp
+                # chained it; else its own message, on one line.
+                cause: BaseException = exc
+                while cause.__cause__ is not None:
+                    cause = cause.__cause__
+                reason = getattr(cause, "message", None) or str(cause)
+                raise DecodeError(
+                    f"cannot decompress the stream: {one_line(self._core.redact(reason))}"
+                ) from None
             raise IncompleteStreamError(
                 f"connection to {url} broke before the stream was complete: "
                 + self._core.redact(str(exc)),
