@@ -26,6 +26,7 @@ import asyncio
 import logging
 import netrc
 import os
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -40,6 +41,9 @@ __all__ = ["Environment"]
 logger = logging.getLogger("backendapi")
 
 _PROXY_SCHEMES = ("http", "https")
+# An https:// proxy needs TLS inside TLS for https:// servers, which asyncio has from
+# Python 3.11 on (aiohttp then supports it); before, such a proxy is not used.
+_PROXY_URL_SCHEMES = ("http", "https") if sys.version_info >= (3, 11) else ("http",)
 
 
 class _Reading:
@@ -93,7 +97,7 @@ class Environment:
         if found is None or (host and self._bypassed(reading, host)):
             return options, headers
         proxy_url = URL(found)
-        if proxy_url.scheme != "http":
+        if proxy_url.scheme not in _PROXY_URL_SCHEMES:
             logger.debug(
                 "%s proxy %s from the environment is not supported: not used",
                 proxy_url.scheme,

@@ -408,6 +408,29 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
+class TLSForwardingProxy(ForwardingProxy):
+    """The forwarding proxy behind TLS: an ``https://`` proxy."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__()
+        self.url = self.url.replace("http://", "https://", 1)
+
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            wrapped = self._context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):  # the client refused the certificate
+            conn.close()
+            return
+        super().handle(wrapped)
+
+
+@pytest.fixture
+def https_proxy(tls: TLSSetup) -> Iterator[TLSForwardingProxy]:
+    with contextlib.closing(TLSForwardingProxy(tls.server_context)) as forwarding:
+        yield forwarding
+
+
 @pytest.fixture
 def proxy() -> Iterator[ForwardingProxy]:
     forwarding = ForwardingProxy()
@@ -1225,6 +1248,52 @@ def test_proxy_from_environment(
     (proxied,) = proxy.requests
     assert proxied.target == backendapi_server.url + CONVERSATION_PATH
     assert len(backendapi_server.requests) == 1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio has TLS in TLS from 3.11")
+@pytest.mark.parametrize("given", ["environment", "argument"])
+def test_https_proxy(
+    client_kind: str,
+    tls: TLSSetup,
+    https_proxy: TLSForwardingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
+) -> None:
+    # requests used an https:// proxy from HTTPS_PROXY; the async client ignored it
+    # (aiohttp's rule from before asyncio could run TLS inside TLS).
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_path))  # trusts proxy and server
+    options: Dict[str, Any] = {}
+    if given == "environment":
+        monkeypatch.setenv("HTTPS_PROXY", https_proxy.url)
+    else:
+        options["proxy"] = https_proxy.url
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        server.reply(GOOD)
+        result = stream(client_kind, server.url, **options)
+        address = server.url.split("//")[1]
+
+    assert result.error is None
+    assert result.events == GOOD_EVENTS
+    (proxied,) = https_proxy.requests
+    assert (proxied.method, proxied.target) == ("CONNECT", address)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio has TLS in TLS from 3.11")
+def test_https_proxy_with_an_untrusted_certificate(
+    client_kind: str,
+    tls: TLSSetup,
+    https_proxy: TLSForwardingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ssl= another CA's bundle trusts neither the proxy nor the server: both clients
+    # check the proxy's certificate with it, and fail there, before any CONNECT.
+    monkeypatch.setenv("HTTPS_PROXY", https_proxy.url)
+    with BackendApiTestServer(ssl_context=tls.server_context) as server:
+        result = stream(client_kind, server.url, ssl=str(tls.other_ca_path))
+
+        assert type(result.error) is APIConnectionError, result.error
+        assert https_proxy.requests == []
+        assert server.requests == []
 
 
 def test_scheme_proxy_wins_over_all_proxy(
