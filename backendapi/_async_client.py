@@ -188,7 +188,7 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             raise BackendApiError("the client is closed")
         options = self._request_options(request)
         if self._owns_session:
-            tls = self._request_tls(request.url)
+            tls = self._request_tls(request.url, options.get("proxy"))
             if tls is not None:
                 options = {**options, "ssl": tls}
         unverified = _unverified(self.ssl) and request.url[:6].lower() == "https:"
@@ -248,17 +248,19 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             total=remaining, sock_connect=timeout.connect, sock_read=timeout.read
         )
 
-    def _request_tls(self, url: str) -> Union[bool, ssl.SSLContext, None]:
-        """The own session's TLS setting for ``url`` where its connector's is not it."""
-        https = url[:6].lower() == "https:"
-        if self.ssl is True and https:
+    def _request_tls(self, url: str, proxy: object) -> Union[bool, ssl.SSLContext, None]:
+        """The own session's TLS setting for ``url`` (through ``proxy``), where its
+        connector's is not it; None where that one serves, or no TLS is needed."""
+        if url[:6].lower() != "https:" and str(proxy or "")[:6].lower() != "https:":
+            return None  # no TLS at all: to the server nor to a proxy
+        if self.ssl is True:
             # The environment's CA bundle may have changed since the connector was
             # made: requests reads it for every request, and so does this.
             bundle = environment_ca_bundle()
             if self._connector_tls and bundle == self._connector_bundle:
                 return None
             return self._default_context(bundle)
-        if self._connector_tls or not (https or self.proxy is not None):
+        if self._connector_tls:
             return None
         # TLS after all (base_url or proxy changed since): the setting per request.
         if self._tls_context is None:

@@ -260,6 +260,11 @@ class _Adapter(HTTPAdapter):
         return super().proxy_manager_for(proxy, **proxy_kwargs)
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if getattr(conn, "scheme", None) == "https" and not url.lower().startswith("https:"):
+            # A plain-http request through an https:// proxy: the pool is the proxy's.
+            # requests would leave its certificate unchecked (for an http URL); check it
+            # as the async client does, like a server's.
+            url = "https:" + url.split(":", 1)[1]
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
         context = self._context
         if context is not None and url.lower().startswith("https:"):
@@ -475,7 +480,7 @@ def _request_error(
         return APITimeoutError(
             f"no answer from {url} within the read timeout of {timeout.read} s", url=url
         )
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError) or _tls_failure(exc):
         return exchange.tls_error(_innermost(exc))
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError,)):
         return IncompleteStreamError(f"the answer from {url} was cut short: {reason}", url=url)
@@ -504,6 +509,11 @@ def _environment_proxy_with_netrc(url: str) -> Optional[Dict[str, str]]:
     return {urlsplit(url).scheme.lower(): with_credentials}
 
 
+def _tls_failure(exc: BaseException) -> bool:
+    """True for a TLS failure that requests reports as another error (a proxy's, say)."""
+    return isinstance(_innermost_exception(exc), ssl.SSLError)
+
+
 def _invalid_answer(exc: BaseException) -> bool:
     """True when the server answered, but not in HTTP (a bad status line, a header too long)."""
     inner = _innermost_exception(exc)
@@ -514,7 +524,7 @@ def _invalid_answer(exc: BaseException) -> bool:
 
 def _may_retry(exc: requests.RequestException) -> bool:
     """True for failures before any answer: could not connect, or dropped unanswered."""
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError) or _tls_failure(exc):
         return False  # a certificate problem does not go away by asking again
     if _invalid_answer(exc):
         return False  # neither does an answer that is no HTTP (a wrong port, say)

@@ -1296,6 +1296,38 @@ def test_https_proxy_with_an_untrusted_certificate(
         assert server.requests == []
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio has TLS in TLS from 3.11")
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
+def test_https_proxy_for_a_plain_http_server(
+    client_kind: str,
+    tls: TLSSetup,
+    https_proxy: TLSForwardingProxy,
+    backendapi_server: BackendApiTestServer,
+    monkeypatch: pytest.MonkeyPatch,
+    trusted: bool,
+) -> None:
+    # requests left an https:// proxy's certificate unchecked when the server's URL
+    # was http:// (a warning, and on it went); aiohttp checked it. Both check it now.
+    monkeypatch.setenv("HTTP_PROXY", https_proxy.url)
+    if trusted:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls.ca_path))
+    backendapi_server.reply(GOOD)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = stream(client_kind, backendapi_server.url)
+
+    assert insecure_warnings(seen) == []
+    if trusted:
+        assert result.error is None
+        assert result.events == GOOD_EVENTS
+        assert [request.method for request in https_proxy.requests] == ["POST"]
+    else:
+        assert type(result.error) is APIConnectionError, result.error
+        assert "certificate verification failed" in str(result.error)
+        assert https_proxy.requests == []
+        assert backendapi_server.requests == []
+
+
 def test_scheme_proxy_wins_over_all_proxy(
     client_kind: str,
     backendapi_server: BackendApiTestServer,
