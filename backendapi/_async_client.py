@@ -510,8 +510,8 @@ class AsyncStream(
             return await self._response.content.readany()
         except aiohttp.ClientPayloadError as exc:
             if "compress" in str(exc).lower() or "decod" in str(exc).lower():
-                # The zlib error itself, as the blocking client shows it, where aiohttp
-                # chained it; else its own message, on one line.
+                # The innermost message of the chain (aiohttp's ContentEncodingError),
+                # on one line: ClientPayloadError's own text spans two.
                 cause: BaseException = exc
                 while cause.__cause__ is not None:
                     cause = cause.__cause__

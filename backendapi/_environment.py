@@ -8,9 +8,10 @@ with ``trust_env=False`` and gets the answers from here instead, read with
 the stdlib as aiohttp reads them:
 
 - the proxy for an ``http``/``https`` URL from ``urllib.request.getproxies()``
-  (``HTTP_PROXY``, ``HTTPS_PROXY``, lower case first), unless
-  ``urllib.request.proxy_bypass`` says the host bypasses it (``NO_PROXY``);
-  like aiohttp, an ``https://`` proxy from the environment is not used;
+  (``HTTP_PROXY``, ``HTTPS_PROXY``, else ``ALL_PROXY``, lower case first),
+  unless ``urllib.request.proxy_bypass`` says the host bypasses it
+  (``NO_PROXY``); an ``https://`` proxy only from Python 3.11 on (asyncio
+  runs TLS inside TLS from then), a proxy of another scheme never;
 - Basic credentials for the server, or for a proxy given without any, from
   the ``.netrc`` file (``$NETRC``, else ``~/.netrc``).
 
