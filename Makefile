@@ -10,8 +10,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall whenever the dependency list changes.
-$(STAMP): $(BIN)/python setup.cfg setup.py
+# Reinstall whenever the dependency list or the C part changes (the install builds
+# backendapi/_batches.c in place; without a C compiler it goes on without it).
+$(STAMP): $(BIN)/python setup.cfg setup.py backendapi/_batches.c
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
@@ -33,12 +34,13 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -f backendapi/*.so
 
 # `make bench`: the benchmark suite (docs/performance.md), a few minutes on 2 cores.
 # `make bench BENCH_ARGS=--quick` is a smoke run; `python -m benchmarks --help` lists options.
 BENCH_STAMP := $(VENV)/.installed-bench
 
-$(BENCH_STAMP): $(BIN)/python setup.cfg setup.py
+$(BENCH_STAMP): $(BIN)/python setup.cfg setup.py backendapi/_batches.c
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 

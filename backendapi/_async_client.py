@@ -34,7 +34,7 @@ from ._errors import (
     DecodeError,
     IncompleteStreamError,
 )
-from ._events import RawResponse, _set_fields
+from ._events import RawResponse, _set_fields, _wrap_events
 from ._events import _new as _new_event
 from ._media import MediaInput
 from ._request import Messages, PreparedRequest
@@ -423,11 +423,16 @@ class AsyncStream(
 
     async def _events(self) -> AsyncIterator[RawResponse]:
         core = self._core
+        wrap = _wrap_events
         while True:
-            for data in core.taking:
-                event: RawResponse = _new_event(RawResponse)
-                _set_fields(event, data)
-                yield event
+            if wrap is not None:
+                for event in wrap(RawResponse, core.taking):  # the loop below, in C
+                    yield event
+            else:
+                for data in core.taking:
+                    event = _new_event(RawResponse)
+                    _set_fields(event, data)
+                    yield event
             try:
                 event = await self._next_batch()
             except StopAsyncIteration:

@@ -45,7 +45,7 @@ from ._errors import (
     StreamError,
     excerpt,
 )
-from ._events import RawResponse, _set_fields, _string_type
+from ._events import RawResponse, _compiled, _set_fields, _string_type
 from ._events import _new as _new_event
 from ._media import MediaInput
 from ._request import (
@@ -67,6 +67,30 @@ from ._retry import RetryPolicy
 _TYPE = itemgetter("type")
 _CONTENT = itemgetter("content")
 _STR = repeat(str)
+
+
+def _python_content_pieces(items: List[Dict[str, Any]]) -> Optional[List[Any]]:
+    """The ``content`` of each item if every one is a plain content piece, else None.
+
+    A plain content piece has just the two keys ``"type"`` (equal to
+    ``"content"``) and ``"content"``: no ``"urls"``, so the answer may take a
+    run of them as one text. ``_batches.content_pieces`` is this in C.
+    """
+    # Every decoded event has a "type", so a key count of 2 per item on
+    # average with each holding "content" means exactly those two keys each.
+    if list(map(_TYPE, items)).count("content") != len(items):
+        return None
+    if sum(map(len, items)) != 2 * len(items):
+        return None
+    try:
+        return list(map(_CONTENT, items))
+    except KeyError:  # a content event without content
+        return None
+
+
+_content_pieces: Callable[[List[Dict[str, Any]]], Optional[List[Any]]] = (
+    getattr(_compiled, "content_pieces", None) or _python_content_pieces
+)
 
 
 def _wrap(data: Dict[str, Any]) -> RawResponse:
@@ -615,15 +639,10 @@ class StreamCore(Exchange):
     def _start_batch(self, items: List[Dict[str, Any]]) -> None:
         """Make the decoder's new events (dicts, each with a "type") the batch."""
         self._count_taken()
-        types = list(map(_TYPE, items))
-        contents: Optional[List[Any]] = None
-        if types.count("content") == len(types):
-            # Plain content pieces (the usual batch) have just their two keys:
-            # none carries "urls", so the answer may take their text at once.
-            if sum(map(len, items)) == 2 * len(items):
-                with contextlib.suppress(KeyError):  # a content event without content
-                    contents = list(map(_CONTENT, items))
-        else:
+        # Plain content pieces (the usual batch): the answer takes their text at once.
+        contents = _content_pieces(items)
+        if contents is None:
+            types = list(map(_TYPE, items))
             if not all(map(isinstance, types, _STR)):
                 for data in items:
                     _string_type(data)

@@ -33,7 +33,7 @@ from ._errors import (
     IncompleteStreamError,
     InvalidInputError,
 )
-from ._events import RawResponse, _set_fields
+from ._events import RawResponse, _set_fields, _wrap_events
 from ._events import _new as _new_event
 from ._media import MediaInput
 from ._request import Messages
@@ -317,11 +317,15 @@ class Stream(StreamBase[BackendApiClient, requests.Response], Iterator[RawRespon
 
     def _events(self) -> Iterator[RawResponse]:
         core = self._core
+        wrap = _wrap_events
         while True:
-            for data in core.taking:
-                event: RawResponse = _new_event(RawResponse)
-                _set_fields(event, data)
-                yield event
+            if wrap is not None:
+                yield from wrap(RawResponse, core.taking)  # the loop below, in C
+            else:
+                for data in core.taking:
+                    event: RawResponse = _new_event(RawResponse)
+                    _set_fields(event, data)
+                    yield event
             try:
                 event = self._next_batch()
             except StopIteration:
