@@ -165,13 +165,13 @@ class SdkAsync(AsyncClient):
 
 
 class SdkSyncPlain(SdkSync):
-    """``BackendApiClient`` without the ``speedups`` extra (``BACKENDAPI_SPEEDUPS=0``)."""
+    """``BackendApiClient`` in pure Python (``BACKENDAPI_SPEEDUPS=0``): no msgspec, no C."""
 
     speedups = False
 
 
 class SdkAsyncPlain(SdkAsync):
-    """``AsyncBackendApiClient`` without the ``speedups`` extra."""
+    """``AsyncBackendApiClient`` in pure Python (``BACKENDAPI_SPEEDUPS=0``)."""
 
     speedups = False
 
@@ -421,9 +421,10 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
     last = getattr(client, "last", None)
     if last is not None:
         result["answer_bytes"] = _answer_bytes(last.answer)
-        from backendapi import _json
+        from backendapi import _events, _json
 
         result["speedups"] = _json.speedups()
+        result["compiled"] = _events._wrap_events is not None
     client.close()
     return result
 
