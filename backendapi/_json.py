@@ -75,11 +75,14 @@ def msgspec_parse_events() -> Optional[Parser]:
     except ImportError:
         return None
     decode = msgspec.json.Decoder(dict).decode
+    # msgspec's errors are ValueErrors in its recent releases (0.23 here), not in
+    # older ones (0.20, the last for Python 3.9 here): there, only MsgspecErrors.
+    errors = (ValueError, RecursionError, msgspec.MsgspecError)
 
     def parse_events(texts: List[str]) -> Optional[List[Dict[str, Any]]]:
         try:
             objects: List[Dict[str, Any]] = list(map(decode, texts))
-        except (ValueError, RecursionError):  # msgspec's errors are ValueErrors
+        except errors:
             return None
         if not all(map(contains, objects, repeat("type"))):
             return None

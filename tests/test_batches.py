@@ -19,7 +19,7 @@ import weakref
 from typing import Any, ClassVar, Dict, Iterator, List, Type
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backendapi import BackendApiClient, RawResponse, _events
@@ -239,6 +239,7 @@ VALUES = st.one_of(
 )
 
 
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.dictionaries(KEYS, VALUES, max_size=4).map(lambda d: {"type": "x", **d})))
 def test_content_pieces_agrees_with_its_python_twin(items: List[Dict[str, Any]]) -> None:
     assert repr(content_pieces(items)) == repr(_python_content_pieces(items))

@@ -407,3 +407,26 @@ def test_msgspec_is_imported_on_first_use_and_used() -> None:
 @pytest.mark.parametrize("setting", ["0", "false", "off", "no"])
 def test_backendapi_speedups_0_leaves_msgspec_unused(setting: str) -> None:
     assert _python(CHOSEN, BACKENDAPI_SPEEDUPS=setting) == "False None ['a', 'b']"
+
+
+def test_a_msgspec_error_that_is_no_value_error_leaves_the_batch_to_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """msgspec 0.20 and older raise errors that are no ValueErrors (msgspec 0.23's are)."""
+    import msgspec.json
+
+    class OldError(Exception):
+        pass
+
+    class OldDecoder:
+        def __init__(self, kind: Any) -> None:
+            pass
+
+        def decode(self, text: str) -> Any:
+            raise OldError("Expected `object`, got `array`")
+
+    monkeypatch.setattr(msgspec, "MsgspecError", OldError)
+    monkeypatch.setattr(msgspec.json, "Decoder", OldDecoder)
+    parse = _json.msgspec_parse_events()
+    assert parse is not None
+    assert parse(['{"type": "a"}', "[1]"]) is None
