@@ -12,6 +12,7 @@ import asyncio
 import base64
 import copy
 import gc
+import inspect
 import io
 import json
 import pathlib
@@ -491,12 +492,17 @@ def test_client_repr_hides_the_key(kind: str) -> None:
 # -- what the clients send and how they read answers, emulated in memory ---------------------
 
 
+_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
+
+
 class CompatClientResponse(aiohttp.ClientResponse):
     """aioresponses 0.7.9 builds responses without the ``stream_writer`` that
-    aiohttp 3.14 requires; supply a finished one so it can emulate answers."""
+    aiohttp 3.14 requires; supply a finished one so it can emulate answers.
+    (Older aiohttp, such as 3.13 on Python 3.9, takes no such argument.)"""
 
     def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
+        if _NEEDS_STREAM_WRITER:
+            kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
         super().__init__(method, url, **kwargs)
 
 
