@@ -3,7 +3,7 @@
 ``backendapi._batches`` (``backendapi/_batches.c``) makes the streams hand
 out events faster. It is optional: where it cannot be built (no C compiler,
 not CPython) the install goes on without it and the package runs the same
-loop in Python, with the same results. Set ``BACKENDAPI_NO_EXTENSIONS=1`` to
+steps in Python, with the same results. Set ``BACKENDAPI_NO_EXTENSIONS=1`` to
 install without it on purpose.
 """
 
