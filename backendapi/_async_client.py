@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import certifi
 from urllib3.exceptions import InsecureRequestWarning
+from yarl import URL
 
 from ._answer import Answer
 from ._base import (
@@ -209,7 +210,7 @@ class AsyncBackendApiClient(BaseClient[aiohttp.ClientSession]):
             try:
                 response = await session.request(
                     request.method,
-                    request.url,
+                    _wire_url(request.url),
                     data=request.body,
                     allow_redirects=False,
                     timeout=self._client_timeout(exchange.remaining()),
@@ -572,6 +573,22 @@ async def _close_at_loop_end(session: aiohttp.ClientSession) -> AsyncGenerator[N
     finally:
         if not session.closed:
             await session.close()
+
+
+def _wire_url(url: str) -> Union[str, URL]:
+    """``url`` for aiohttp, its query sent exactly as the core encoded it.
+
+    The core's queries come from ``urlencode`` (plain ASCII, only unreserved
+    characters left bare), which the blocking client sends as they are. yarl
+    would requote them (``%2F`` to ``/``, ``%27`` to ``'``...): the same
+    values for a server that decodes, other bytes for one that signs or
+    compares the raw target. The part before the query goes through yarl as
+    usual (IDNA host, quoted path).
+    """
+    base, mark, query = url.partition("?")
+    if not mark:
+        return url
+    return URL(f"{URL(base)}?{query}", encoded=True)
 
 
 def _may_retry(exc: BaseException) -> bool:

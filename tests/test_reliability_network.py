@@ -197,6 +197,8 @@ class RawAnswerServer(LoopbackListener):
 
     def __init__(self) -> None:
         self.answer = b""
+        self.request_lines: List[bytes] = []
+        """The first line of each request, as it came."""
         self._connections = 0
         super().__init__("test-raw-server")
 
@@ -210,7 +212,10 @@ class RawAnswerServer(LoopbackListener):
             self._connections += 1
         with conn, contextlib.suppress(OSError, ValueError), conn.makefile("rb") as reader:
             length = 0
-            while True:
+            first = reader.readline()
+            with self._lock:
+                self.request_lines.append(first.rstrip(b"\r\n"))
+            while first:
                 line = reader.readline()
                 if line in (b"\r\n", b""):
                     break
@@ -1499,6 +1504,36 @@ def test_concurrent_requests_share_one_reading_of_the_environment(
 
     assert asyncio.run(main()) == [len(GOOD_EVENTS)] * 20
     assert len(readings) == 1
+
+
+# --------------------------------------------------------------------------- the request target
+
+
+def test_both_clients_send_a_query_string_byte_for_byte_alike(
+    client_kind: str, raw_server: RawAnswerServer
+) -> None:
+    """The core's urlencode()d query goes out as it is: yarl would requote %2F, %27..."""
+    raw_server.answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+        b"Connection: close\r\n\r\nok"
+    )
+    url = raw_server.url + "/pre%7Efix/a b"
+    prompt = "a b+c&d=e/\u00e9~'*()!%7E%2F"
+    if client_kind == "sync":
+        with BackendApiClient(url, max_retries=0) as client:
+            answer = client.create_text(prompt, model="m/x", provider="P q")
+    else:
+
+        async def main() -> str:
+            async with AsyncBackendApiClient(url, max_retries=0) as client:
+                return await client.create_text(prompt, model="m/x", provider="P q")
+
+        answer = asyncio.run(main())
+    assert answer == "ok"
+    assert raw_server.request_lines == [
+        b"GET /pre~fix/a%20b/backend-api/v2/create?prompt=a+b%2Bc%26d%3De%2F%C3%A9~"
+        b"%27%2A%28%29%21%257E%252F&model=m%2Fx&provider=P+q HTTP/1.1"
+    ]
 
 
 # --------------------------------------------------------------------------- no HTTP
