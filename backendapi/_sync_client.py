@@ -8,11 +8,12 @@ import ssl
 import threading
 import time
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Optional, Type, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Type, Union
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
+import urllib3.response
 from requests.adapters import HTTPAdapter
 
 from ._answer import Answer
@@ -208,6 +209,10 @@ class BackendApiClient(BaseClient[requests.Session]):
                     raise _request_error(exchange, timeout, exc) from None
                 exchange.log_retry(attempt, delay, _innermost(exc))
             else:
+                problem = _answer_framing_problem(response.headers)
+                if problem is not None:
+                    response.close()
+                    raise exchange.invalid_answer_error(problem)
                 logger.debug("HTTP %d from %s", response.status_code, request.url)
                 delay = self.retry.status_delay(
                     attempt, response.status_code, response.headers.get("Retry-After")
@@ -489,8 +494,31 @@ def _request_error(
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError,)):
         return IncompleteStreamError(f"the answer from {url} was cut short: {reason}", url=url)
     if _invalid_answer(exc):
+        _close_abandoned_answers(exc)
         return exchange.invalid_answer_error(_innermost(exc))
     return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
+
+
+def _close_abandoned_answers(exc: BaseException) -> None:
+    """Close the http.client answers an exception's frames still hold.
+
+    When urllib3 refuses an answer's head after http.client read it (two unlike
+    Content-Lengths), nobody closes http.client's answer, whose file keeps the
+    socket open until the exception is collected. Its frames are the only
+    reference left, so it is closed from there.
+    """
+    chain: List[BaseException] = []
+    seen: Optional[BaseException] = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in chain:
+        tb = link.__traceback__
+        while tb is not None:
+            for value in tb.tb_frame.f_locals.values():
+                if isinstance(value, http.client.HTTPResponse):
+                    value.close()
+            tb = tb.tb_next
 
 
 def _environment_proxy_with_netrc(url: str) -> Optional[Dict[str, str]]:
@@ -521,9 +549,37 @@ def _tls_failure(exc: BaseException) -> bool:
 def _invalid_answer(exc: BaseException) -> bool:
     """True when the server answered, but not in HTTP (a bad status line, a header too long)."""
     inner = _innermost_exception(exc)
+    if isinstance(inner, urllib3.exceptions.InvalidHeader):
+        return True  # an answer's head urllib3 refused (two unlike Content-Lengths)
     return isinstance(inner, http.client.HTTPException) and not isinstance(
         inner, (http.client.RemoteDisconnected, http.client.IncompleteRead)
     )
+
+
+# Content codings that aiohttp decodes with an optional library, and refuses as an
+# invalid answer without it; urllib3 would pass such a body on undecoded, for the
+# decoder to read compressed bytes as text.
+_OPTIONAL_CODINGS = {"br": "brotli", "zstd": "zstandard"}
+
+
+def _answer_framing_problem(headers: Mapping[str, str]) -> Optional[str]:
+    """Why an answer's head cannot be read as aiohttp reads it, or None.
+
+    The async client's aiohttp refuses these heads; http.client and urllib3
+    would go on, so the blocking client refuses them here, the same way.
+    """
+    if "content-length" in headers and "chunked" in headers.get("transfer-encoding", "").lower():
+        # RFC 9112 6.3: such a message "ought to be handled as an error".
+        return "the answer has both Content-Length and Transfer-Encoding: chunked"
+    decoders = urllib3.response.HTTPResponse.CONTENT_DECODERS
+    for coding in headers.get("content-encoding", "").lower().split(","):
+        coding = coding.strip()
+        if coding in _OPTIONAL_CODINGS and coding not in decoders:
+            return (
+                f"cannot decode Content-Encoding {coding!r} "
+                f"(install {_OPTIONAL_CODINGS[coding]} for it)"
+            )
+    return None
 
 
 def _may_retry(exc: requests.RequestException) -> bool:

@@ -1563,6 +1563,51 @@ def test_an_answer_that_is_no_http_is_not_retried(
     assert raw_server.connections == 1
 
 
+def _optional_coding_decoded(coding: str) -> bool:
+    """Whether either client's library could decode ``coding`` here (a library installed)."""
+    import aiohttp.compression_utils
+    import urllib3.response
+
+    flag = {"br": "HAS_BROTLI", "zstd": "HAS_ZSTD"}[coding]
+    return coding in urllib3.response.HTTPResponse.CONTENT_DECODERS or bool(
+        getattr(aiohttp.compression_utils, flag, False)
+    )
+
+
+BAD_HEADS = {
+    # Both Content-Length and chunked: RFC 9112 6.3 says to treat it as an error.
+    "length-and-chunked": b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+    b"5\r\nabcde\r\n0\r\n\r\n",
+    "two-lengths": b"Content-Length: 10\r\nContent-Length: 12\r\n\r\n0123456789ab",
+    "br": b"Content-Encoding: br\r\nContent-Length: 5\r\n\r\nabcde",
+    "zstd": b"Content-Encoding: zstd\r\nContent-Length: 5\r\n\r\nabcde",
+}
+
+
+@pytest.mark.parametrize("status", [b"200 OK", b"401 Unauthorized"])
+@pytest.mark.parametrize("head", sorted(BAD_HEADS))
+def test_an_answer_head_that_aiohttp_refuses_is_refused_by_both(
+    client_kind: str, raw_server: RawAnswerServer, head: str, status: bytes
+) -> None:
+    """http.client and urllib3 would go on (and read compressed bytes as events)."""
+    if head in ("br", "zstd") and _optional_coding_decoded(head):
+        pytest.skip(f"a library that decodes {head} is installed")
+    raw_server.answer = (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: text/event-stream\r\n"
+        b"Connection: close\r\n" + BAD_HEADS[head]
+    )
+
+    result = stream(client_kind, raw_server.url, max_retries=2)
+
+    assert type(result.error) is APIConnectionError, result.error
+    message = str(result.error)
+    assert message.startswith(f"invalid HTTP answer from {raw_server.url}{CONVERSATION_PATH}: ")
+    if head in ("br", "zstd"):
+        assert f"({head})" in message or repr(head) in message
+    assert raw_server.connections == 1  # not retried
+    assert result.events == []
+
+
 def check_head_taken(result: Result, raw_server: RawAnswerServer, ok: bool) -> None:
     """The stream read SSE_BODY if ``ok``, else failed at once on the answer's head."""
     if ok:
