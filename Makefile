@@ -4,15 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo clean unasync
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall whenever the dependency list or the C part changes (the install builds
-# backendapi/_batches.c in place; without a C compiler it goes on without it).
-$(STAMP): $(BIN)/python setup.cfg setup.py backendapi/_batches.c
+# Reinstall whenever the dependency list changes.
+$(STAMP): $(BIN)/python setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
@@ -25,22 +24,26 @@ test: $(STAMP)
 RUFF_OPTS := --line-length 100 --target-version py39
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(RUFF_OPTS) --select E,F,W,I,UP,B,SIM,RUF --ignore UP006,UP007,UP035,UP045,RUF022 backendapi tests examples benchmarks
-	$(BIN)/ruff format $(RUFF_OPTS) --check backendapi tests examples benchmarks
+	$(BIN)/ruff check $(RUFF_OPTS) --select E,F,W,I,UP,B,SIM,RUF --ignore UP006,UP007,UP035,UP045,RUF022 backendapi tests examples benchmarks scripts
+	$(BIN)/ruff format $(RUFF_OPTS) --check backendapi tests examples benchmarks scripts
 	$(BIN)/mypy --strict backendapi
+
+# The blocking client is generated from the async one (scripts/unasync.py); `make test`
+# fails while a generated file is stale.
+unasync: $(STAMP)
+	$(BIN)/python scripts/unasync.py
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
-	rm -f backendapi/*.so
 
 # `make bench`: the benchmark suite (docs/performance.md), a few minutes on 2 cores.
 # `make bench BENCH_ARGS=--quick` is a smoke run; `python -m benchmarks --help` lists options.
 BENCH_STAMP := $(VENV)/.installed-bench
 
-$(BENCH_STAMP): $(BIN)/python setup.cfg setup.py backendapi/_batches.c
+$(BENCH_STAMP): $(BIN)/python setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 

@@ -17,8 +17,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._answer import Answer
-from ._base import DEFAULT_TIMEOUT, Timeout
-from ._decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
+from ._core.decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
+from ._core.options import DEFAULT_TIMEOUT, Timeout
+from ._core.request import PreparedRequest
+from ._core.retry import RETRY_STATUSES, RetryPolicy
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -32,15 +34,14 @@ from ._errors import (
     StreamError,
 )
 from ._events import RawResponse
-from ._request import PreparedRequest
-from ._retry import RETRY_STATUSES, RetryPolicy
-from ._sync_client import BackendApiClient, Stream
+from ._sync.client import BackendApiClient, Stream
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncBackendApiClient, AsyncStream
-    from ._chat import AsyncChat, Chat
+    from ._async.chat import AsyncChat
+    from ._async.client import AsyncBackendApiClient, AsyncStream
     from ._provider import BackendApi
+    from ._sync.chat import Chat
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
@@ -75,10 +76,10 @@ __all__ = [
 
 
 _LAZY = {
-    "AsyncBackendApiClient": "_async_client",
-    "AsyncStream": "_async_client",
-    "AsyncChat": "_chat",
-    "Chat": "_chat",
+    "AsyncBackendApiClient": "_async.client",
+    "AsyncStream": "_async.client",
+    "AsyncChat": "_async.chat",
+    "Chat": "_sync.chat",
     "BackendApi": "_provider",
 }
 

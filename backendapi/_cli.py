@@ -32,7 +32,7 @@ from typing import IO, Any, Dict, List, Optional
 
 from ._errors import BackendApiError, InvalidInputError, StreamError
 from ._events import RawResponse
-from ._sync_client import BackendApiClient, Stream
+from ._sync.client import BackendApiClient, Stream
 from ._version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -200,7 +200,7 @@ def _interactive(
     client: BackendApiClient, args: argparse.Namespace, media: Optional[List[str]]
 ) -> int:
     """A multi-turn session on a terminal: ``> `` prompts until a blank line or EOF."""
-    from ._chat import Chat
+    from ._sync.chat import Chat
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())

@@ -40,6 +40,11 @@ __all__ = [
 EXCERPT_LENGTH = 120
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` with its runs of whitespace (newlines too) made single spaces, cut at ``limit``."""
+    return " ".join(text.split())[:limit]
+
+
 def excerpt(data: bytes | bytearray | str, limit: int = EXCERPT_LENGTH) -> str:
     """Return a short, printable quotation of ``data`` for an error message.
 

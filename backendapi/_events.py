@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from types import MethodType
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Type
-
-from ._json import _speedups_allowed
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 __all__ = ["RawResponse"]
 
@@ -143,30 +141,6 @@ _set_fields = RawResponse.__dict__["__dict__"].__set__
 for _name in ("get", "keys", "get_dict", "to_dict", "__reduce__", "__repr__", "__str__"):
     setattr(RawResponse, _name, property(partial(MethodType, getattr(RawResponse, _name))))
 del _name
-
-
-EventWrapper = Callable[[Type[RawResponse], Iterator[Dict[str, Any]]], Iterator[RawResponse]]
-"""``wrap_events(cls, dicts)``: an iterator of ``cls`` instances, one per dict, each
-with that dict as its ``__dict__``; what the streams' loop does per event."""
-
-
-def _compiled_batches() -> Any:
-    """``backendapi._batches`` (``_batches.c``), or None where it is not built or not wanted.
-
-    Without it the streams run the same steps in Python. ``BACKENDAPI_SPEEDUPS=0``
-    leaves it unused, as it does msgspec.
-    """
-    if not _speedups_allowed():
-        return None
-    try:
-        from . import _batches
-    except ImportError:
-        return None
-    return _batches
-
-
-_compiled = _compiled_batches()
-_wrap_events: Optional[EventWrapper] = getattr(_compiled, "wrap_events", None)
 
 
 def _string_type(data: Dict[str, Any]) -> None:

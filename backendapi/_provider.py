@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, ClassVar, Dict, Iterator, Optional
 
-from ._base import SSLOption
+from ._core.media import MediaInput
+from ._core.options import SSLOption
+from ._core.request import Messages
 from ._errors import InvalidInputError, StreamError
 from ._events import RawResponse
-from ._media import MediaInput
-from ._request import Messages
-from ._sync_client import BackendApiClient
+from ._sync.client import BackendApiClient
 
 __all__ = ["BackendApi"]
 
@@ -48,32 +48,33 @@ class BackendApi:
         **kwargs: Any,
     ) -> AsyncIterator[RawResponse]:
         """Stream a conversation turn's events, asynchronously (the seed's contract)."""
-        from ._async_client import AsyncBackendApiClient
+        from ._async.client import AsyncBackendApiClient
 
-        async with AsyncBackendApiClient(
-            cls._base_url(), headers=cls.headers, ssl=cls.ssl
-        ) as client:
+        async with AsyncBackendApiClient(**cls._client_options()) as client:
+            stream = client.create(model, messages, media, api_key, **kwargs)
             try:
-                async for event in client.create(model, messages, media, api_key, **kwargs):
+                async for event in stream:
                     yield event
             except StreamError as exc:
                 yield exc.event
 
     @classmethod
     def create_completion(
-        cls,
-        model: str,
-        messages: Messages,
-        media: Optional[MediaInput] = None,
-        api_key: Optional[str] = None,
-        **kwargs: Any,
+        cls, model: str, messages: Messages, *args: Any, **kwargs: Any
     ) -> Iterator[RawResponse]:
-        """The blocking twin of :meth:`create_async_generator`, on :class:`BackendApiClient`."""
-        with BackendApiClient(cls._base_url(), headers=cls.headers, ssl=cls.ssl) as client:
+        """The blocking twin of :meth:`create_async_generator`, with the same arguments.
+
+        ``args`` and ``kwargs`` are ``media``, ``api_key`` and the options, as there.
+        """
+        with BackendApiClient(**cls._client_options()) as client:
             try:
-                yield from client.create(model, messages, media, api_key, **kwargs)
+                yield from client.create(model, messages, *args, **kwargs)
             except StreamError as exc:
                 yield exc.event
+
+    @classmethod
+    def _client_options(cls) -> Dict[str, Any]:
+        return {"base_url": cls._base_url(), "headers": cls.headers, "ssl": cls.ssl}
 
     @classmethod
     def _base_url(cls) -> str:

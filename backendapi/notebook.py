@@ -22,10 +22,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Tuple
 
 from ._answer import Answer
-from ._sync_client import Stream
+from ._sync.client import Stream
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncStream
+    from ._async.client import AsyncStream
 
 __all__ = ["ashow_stream", "show_stream"]
 

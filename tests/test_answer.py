@@ -20,8 +20,6 @@ from backendapi.testing import BackendApiTestServer, Reply
 
 KINDS = ("sync", "async")
 TIMEOUT = Timeout(connect=5.0, read=10.0)
-# Every stream here runs with the compiled batch steps and with the Python ones.
-pytestmark = pytest.mark.usefixtures("compiled_or_python")
 
 DATA = Path(__file__).parent / "data"
 TRANSCRIPT = DATA / "g4f-8.8.6-conversation.sse"

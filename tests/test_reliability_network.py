@@ -57,7 +57,7 @@ from backendapi import (
     RetryPolicy,
     Timeout,
 )
-from backendapi._environment import Environment
+from backendapi._core.environment import Environment
 from backendapi.testing import BackendApiTestServer, Cut, Hold, Pause, Reply, Wait
 
 ROOT = Path(__file__).parent.parent
@@ -1557,7 +1557,7 @@ def test_an_answer_that_is_no_http_is_not_retried(
 
     assert type(result.error) is APIConnectionError, result.error
     assert str(result.error).startswith(
-        f"invalid HTTP answer from {raw_server.url}{CONVERSATION_PATH}: "
+        f"invalid HTTP response from {raw_server.url}{CONVERSATION_PATH}: "
     )
     assert "\n" not in str(result.error)
     assert raw_server.connections == 1
@@ -1601,7 +1601,7 @@ def test_an_answer_head_that_aiohttp_refuses_is_refused_by_both(
 
     assert type(result.error) is APIConnectionError, result.error
     message = str(result.error)
-    assert message.startswith(f"invalid HTTP answer from {raw_server.url}{CONVERSATION_PATH}: ")
+    assert message.startswith(f"invalid HTTP response from {raw_server.url}{CONVERSATION_PATH}: ")
     if head in ("br", "zstd"):
         assert f"({head})" in message or repr(head) in message
     assert raw_server.connections == 1  # not retried
@@ -1615,7 +1615,7 @@ def check_head_taken(result: Result, raw_server: RawAnswerServer, ok: bool) -> N
         assert [event.get("content") for event in result.events] == ["Hi"]
     else:
         assert type(result.error) is APIConnectionError, result.error
-        assert "invalid HTTP answer" in str(result.error)
+        assert "invalid HTTP response" in str(result.error)
         assert raw_server.connections == 1  # not retried
 
 
@@ -1938,18 +1938,22 @@ def test_a_reading_of_the_environment_does_not_outlive_its_loop(
     environment = Environment()
     url = "http://backend.test/backend-api/v2/conversation"
 
-    async def options() -> Any:
-        return environment.request_options(url, None, False)
+    async def route() -> Any:
+        loop = asyncio.get_running_loop()
+        reading, fresh = environment.read(loop)
+        if fresh:
+            loop.call_soon(environment.expire)
+        return reading.route(url, None, False)
 
     first = asyncio.new_event_loop()
     try:
-        task = first.create_task(options())
+        task = first.create_task(route())
         first.call_soon(first.stop)
         first.run_forever()  # one iteration: the reading is taken, its expiry never runs
-        assert task.result() == ({}, {})
+        assert (task.result().proxy, task.result().headers) == (None, {})
     finally:
         first.close()
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
-    found, headers = asyncio.run(options())
-    assert str(found["proxy"]) == "http://proxy.test:3128"
-    assert headers == {}
+    found = asyncio.run(route())
+    assert found.proxy == "http://proxy.test:3128"
+    assert found.headers == {}

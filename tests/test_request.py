@@ -38,8 +38,8 @@ from backendapi import (
     StreamError,
     Timeout,
 )
-from backendapi._media import encode_media, guess_mime_type
-from backendapi._request import (
+from backendapi._core.media import encode_media, guess_mime_type
+from backendapi._core.request import (
     PreparedRequest,
     build_conversation_request,
     normalize_base_url,

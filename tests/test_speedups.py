@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backendapi import Answer, BackendApiError, EventDecoder, RawResponse, _json
+from backendapi import Answer, BackendApiError, EventDecoder, RawResponse
 from backendapi._answer import CONTENT_CHUNK as _CHUNK
+from backendapi._core import parsing as _json
 
 DATA = Path(__file__).parent / "data"
 
@@ -393,7 +394,7 @@ def _python(code: str, **env: str) -> str:
 
 CHOSEN = (
     "import sys, backendapi\n"
-    "from backendapi import _json, decode\n"
+    "from backendapi import decode\nfrom backendapi._core import parsing as _json\n"
     "before = 'msgspec' in sys.modules\n"
     'events = decode(b\'{"type": "a"}\\n{"type": "b"}\\n\')\n'
     "print(before, _json.speedups(), [e.type for e in events])\n"

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ._errors import InvalidInputError
+from .._errors import InvalidInputError
 
 __all__ = ["RETRY_STATUSES", "RetryPolicy"]
 

@@ -17,9 +17,9 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import _json
-from ._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
-from ._events import RawResponse
+from .._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
+from .._events import RawResponse
+from . import parsing
 
 __all__ = ["DEFAULT_MAX_EVENT_SIZE", "EventDecoder", "decode"]
 
@@ -242,7 +242,7 @@ class EventDecoder:
 
         The regular part of a feed, whole NDJSON lines or whole SSE events of
         an ``event:`` and a ``data:`` line (or a ``data:`` line alone), is
-        parsed as one batch (:func:`_json.parse_events`); the lines around it,
+        parsed as one batch (:func:`parsing.parse_events`); the lines around it,
         and any batch that is not regular, go through the line loop
         (:meth:`_loop`).
         """
@@ -300,7 +300,7 @@ class EventDecoder:
         ``start`` is at a line start, with no SSE event under way.
         """
         if text.startswith("{", start):
-            found = _json.parse_events(_lines(text, start, len(text)))
+            found = parsing.parse_events(_lines(text, start, len(text)))
             if found is None:
                 return start
             self._emit(found, events)
@@ -316,7 +316,7 @@ class EventDecoder:
         # are the whole of text[start:end].
         if newlines * len(payloads) != text.count("\n", start, end):
             return start
-        found = _json.parse_events(payloads)
+        found = parsing.parse_events(payloads)
         if found is None:
             return start
         self._emit(found, events)
@@ -352,7 +352,7 @@ class EventDecoder:
         (its ``event:``) are the state before; returns the index of the first
         line left alone (``len(lines)`` if none) and the state after.
         """
-        scan = _json.scan_once
+        scan = parsing.scan_once
         adopt = RawResponse._adopt
         raw = self._raw_dicts
         append = events.append

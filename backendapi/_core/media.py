@@ -8,18 +8,23 @@ existing ``data:`` URIs pass through unchanged.
 from __future__ import annotations
 
 import base64
+import io
 import mimetypes
 import os
 from typing import IO, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ._errors import InvalidInputError
+from .._errors import InvalidInputError
 
 __all__ = [
+    "MediaEntry",
     "MediaInput",
     "MediaItem",
     "MediaPart",
+    "PendingFile",
+    "check_media",
     "encode_media",
     "guess_mime_type",
+    "load_media",
     "resolve_media",
 ]
 
@@ -95,6 +100,26 @@ class MediaPart(NamedTuple):
     mime: Optional[str]
 
 
+MediaEntry = Union[MediaPart, "PendingFile"]
+"""A checked attachment: ready (:class:`MediaPart`), or a file still to be read."""
+
+
+class PendingFile(NamedTuple):
+    """A checked local file (a path or a binary file object), read when the request is sent."""
+
+    source: object
+    """The path (a str) or the file object."""
+    filename: Optional[str]
+    where: str
+    """How messages name it: ``media[2]``."""
+
+    def load(self) -> MediaPart:
+        """Read the file and tell its media type; the same errors as :func:`check_media`."""
+        if isinstance(self.source, str):
+            return _load_path(self.source, self.filename, self.where)
+        return _load_file_object(self.source, self.filename, self.where)
+
+
 def encode_media(media: Optional[MediaInput]) -> Optional[List[List[Optional[str]]]]:
     """Validate ``media`` and turn it into the wire's ``[[uri, filename], ...]``.
 
@@ -102,7 +127,11 @@ def encode_media(media: Optional[MediaInput]) -> Optional[List[List[Optional[str
     naming the offending item (``media[2]``) for a missing file, a type that
     cannot be told, or an object that is no media at all.
     """
-    parts = resolve_media(media)
+    return wire_media(load_media(check_media(media)))
+
+
+def wire_media(parts: Optional[List[MediaPart]]) -> Optional[List[List[Optional[str]]]]:
+    """Loaded attachments as the wire's ``[[uri, filename], ...]``."""
     if parts is None:
         return None
     return [
@@ -113,6 +142,29 @@ def encode_media(media: Optional[MediaInput]) -> Optional[List[List[Optional[str
 
 def resolve_media(media: Optional[MediaInput], label: str = "media") -> Optional[List[MediaPart]]:
     """Validate ``media`` and load each item; see :func:`encode_media`."""
+    return load_media(check_media(media, label))
+
+
+def load_media(entries: Optional[List[MediaEntry]]) -> Optional[List[MediaPart]]:
+    """Read the files among checked attachments (this is the part that does I/O)."""
+    if entries is None:
+        return None
+    return [entry.load() if isinstance(entry, PendingFile) else entry for entry in entries]
+
+
+def has_pending(entries: Optional[List[MediaEntry]]) -> bool:
+    """True when some of the attachments are files still to be read."""
+    return entries is not None and any(isinstance(entry, PendingFile) for entry in entries)
+
+
+def check_media(media: Optional[MediaInput], label: str = "media") -> Optional[List[MediaEntry]]:
+    """Validate ``media`` without reading any file.
+
+    Everything that needs no reading is checked here, so a bad argument fails
+    when the call is made: the shape of the list, each item's type, a path
+    that does not exist or is no file, a text-mode file object, bytes whose
+    media type cannot be told. Files are read by :func:`load_media`.
+    """
     if media is None:
         return None
     if _is_item(media):
@@ -123,7 +175,7 @@ def resolve_media(media: Optional[MediaInput], label: str = "media") -> Optional
         raise InvalidInputError(
             f"{label} must be a list of items or (item, filename) pairs, not {type(media).__name__}"
         )
-    return [_resolve_entry(entry, f"{label}[{index}]") for index, entry in enumerate(items)]
+    return [_check_entry(entry, f"{label}[{index}]") for index, entry in enumerate(items)]
 
 
 def _is_item(value: object) -> bool:
@@ -132,7 +184,7 @@ def _is_item(value: object) -> bool:
     )
 
 
-def _resolve_entry(entry: object, where: str) -> MediaPart:
+def _check_entry(entry: object, where: str) -> MediaEntry:
     filename: Optional[str] = None
     item = entry
     if isinstance(entry, (tuple, list)):
@@ -148,23 +200,18 @@ def _resolve_entry(entry: object, where: str) -> MediaPart:
             )
         filename = name
     if isinstance(item, str):
-        return _resolve_string(item, filename, where)
+        return _check_string(item, filename, where)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return _local(bytes(item), filename, where)
     if isinstance(item, os.PathLike):
-        return _resolve_path(os.fspath(item), filename, where)
-    read = getattr(item, "read", None)
-    if callable(read):
-        data = read()
-        if not isinstance(data, (bytes, bytearray)):
-            raise InvalidInputError(
-                f"{where}: the file object returned {type(data).__name__}, not bytes; "
-                "open it in binary mode ('rb')"
-            )
+        return _check_path(os.fspath(item), filename, where)
+    if callable(getattr(item, "read", None)):
+        if isinstance(item, io.TextIOBase):
+            raise _text_mode_error(where, "str")
         name_attr = getattr(item, "name", None)
         if filename is None and isinstance(name_attr, str):
             filename = os.path.basename(name_attr)
-        return _local(bytes(data), filename, where)
+        return PendingFile(item, filename, where)
     hint = ""
     if item is None:
         hint = "; pass media as a list of (item, filename) pairs, e.g. media=[(path, None)]"
@@ -174,7 +221,7 @@ def _resolve_entry(entry: object, where: str) -> MediaPart:
     )
 
 
-def _resolve_string(item: str, filename: Optional[str], where: str) -> MediaPart:
+def _check_string(item: str, filename: Optional[str], where: str) -> MediaEntry:
     lowered = item[:8].lower()
     if lowered.startswith("data:"):
         if "," not in item:
@@ -187,18 +234,38 @@ def _resolve_string(item: str, filename: Optional[str], where: str) -> MediaPart
         raise InvalidInputError(
             f"{where}: unsupported URL scheme {scheme!r}; use http(s), data: or a file path"
         )
-    return _resolve_path(item, filename, where)
+    return _check_path(item, filename, where)
 
 
-def _resolve_path(path: str, filename: Optional[str], where: str) -> MediaPart:
+def _check_path(path: str, filename: Optional[str], where: str) -> PendingFile:
     if not os.path.isfile(path):
         problem = "is not a file" if os.path.exists(path) else "no such file"
         raise InvalidInputError(f"{where}: {problem}: {path!r}")
-    with open(path, "rb") as file:
-        data = file.read()
-    if filename is None:
-        filename = os.path.basename(path)
+    return PendingFile(path, os.path.basename(path) if filename is None else filename, where)
+
+
+def _load_path(path: str, filename: Optional[str], where: str) -> MediaPart:
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        raise InvalidInputError(f"{where}: no such file: {path!r}") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{where}: is not a file: {path!r}") from None
     return _local(data, filename, where)
+
+
+def _load_file_object(source: object, filename: Optional[str], where: str) -> MediaPart:
+    data = source.read()  # type: ignore[attr-defined]
+    if not isinstance(data, (bytes, bytearray)):
+        raise _text_mode_error(where, type(data).__name__)
+    return _local(bytes(data), filename, where)
+
+
+def _text_mode_error(where: str, kind: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{where}: the file object gives {kind}, not bytes; open it in binary mode ('rb')"
+    )
 
 
 def _local(data: bytes, filename: Optional[str], where: str) -> MediaPart:

@@ -1,4 +1,7 @@
-"""Multi-turn chats on top of a client: :class:`Chat` and :class:`AsyncChat`.
+"""What a multi-turn chat keeps, with no I/O: :class:`BaseChat`.
+
+``AsyncChat`` (``backendapi/_async/chat.py``) and the ``Chat`` generated
+from it add only how a turn is sent.
 
 A chat keeps what a Backend API server needs to continue a conversation: the
 message history, the provider, and the provider state the server handed out
@@ -19,7 +22,6 @@ import json
 import os
 import tempfile
 from typing import (
-    TYPE_CHECKING,
     Any,
     Dict,
     Generic,
@@ -32,18 +34,12 @@ from typing import (
     Union,
 )
 
-from ._answer import Answer
-from ._base import StreamCore
-from ._errors import InvalidInputError
-from ._media import MediaInput
-from ._request import validate_messages
-from ._sync_client import BackendApiClient, Stream
+from .._answer import Answer
+from .._errors import InvalidInputError
+from .request import validate_messages
+from .stream import StreamCore
 
-if TYPE_CHECKING:
-    # AsyncBackendApiClient is named in a string (AsyncChat's base), which ruff does not see.
-    from ._async_client import AsyncBackendApiClient, AsyncStream  # noqa: F401
-
-__all__ = ["ANY_PROVIDER", "CHAT_FORMAT_VERSION", "AsyncChat", "Chat"]
+__all__ = ["ANY_PROVIDER", "BaseChat", "CHAT_FORMAT_VERSION"]
 
 CHAT_FORMAT_VERSION = 1
 """The ``version`` written by :meth:`Chat.to_dict`; :meth:`Chat.from_dict` reads only this one."""
@@ -349,119 +345,3 @@ class _Turn:
         self.api_key = api_key
         self.options = options
         self.user_message = user_message
-
-
-class Chat(BaseChat[BackendApiClient]):
-    """A multi-turn chat over a blocking :class:`BackendApiClient`.
-
-    >>> chat = Chat(client, "gpt-4o", provider="OpenaiChat", temperature=0.2)  # doctest: +SKIP
-    >>> for event in chat.send("Hello"):  # doctest: +SKIP
-    ...     if event.type == "content":
-    ...         print(event.content, end="")
-    >>> chat.ask("And then?").text  # doctest: +SKIP
-
-    See :class:`BaseChat` for the attributes; :meth:`save` and :meth:`load`
-    keep a chat across runs. A chat is not meant to be shared by threads.
-    """
-
-    @classmethod
-    def _client_class(cls) -> type:
-        return BackendApiClient
-
-    def send(
-        self,
-        content: Union[str, Sequence[Mapping[str, Any]]],
-        media: Optional[MediaInput] = None,
-        *,
-        api_key: Optional[str] = None,
-        **kwargs: Any,
-    ) -> Stream:
-        """Send a user message; return the client's :class:`Stream` of the answer.
-
-        The request carries the whole history plus the new user message, the
-        chat's provider, its options (``kwargs`` override them for this turn
-        only; ``model=`` and ``provider=`` too), and ``conversation``: the
-        state stored under the provider's name, or all the state for no
-        provider or ``"AnyProvider"``, or nothing when there is none (pass
-        ``conversation=`` to override). ``media`` goes with this turn only and
-        is not kept in the history.
-
-        The history changes only when the stream completes without error: then
-        the user message and ``{"role": "assistant", "content": answer.text}``
-        are appended and the answer's ``conversation`` state is merged in. A
-        turn that fails (HTTP error, ``error`` event, broken connection) or is
-        closed before its end leaves the chat as it was, so it can be sent
-        again.
-
-        Sending again before an earlier turn's stream has ended is allowed:
-        each request carries the history as it was when ``send`` was called,
-        and turns enter the history in the order their streams complete.
-        """
-        turn = self._start_turn(content, api_key, kwargs)
-        stream = self.client.create(turn.model, turn.messages, media, turn.api_key, **turn.options)
-        self._watch(stream._core, turn)
-        return stream
-
-    def ask(
-        self,
-        content: Union[str, Sequence[Mapping[str, Any]]],
-        media: Optional[MediaInput] = None,
-        *,
-        api_key: Optional[str] = None,
-        **kwargs: Any,
-    ) -> Answer:
-        """Send a user message and return the finished :class:`Answer` (see :meth:`send`)."""
-        with self.send(content, media, api_key=api_key, **kwargs) as stream:
-            return stream.collect()
-
-
-class AsyncChat(BaseChat["AsyncBackendApiClient"]):
-    """A multi-turn chat over an :class:`AsyncBackendApiClient`; the twin of :class:`Chat`.
-
-    >>> chat = AsyncChat(client, "gpt-4o", provider="OpenaiChat")  # doctest: +SKIP
-    >>> async for event in chat.send("Hello"):  # doctest: +SKIP
-    ...     ...
-    >>> answer = await chat.ask("And then?")  # doctest: +SKIP
-
-    ``send`` is a plain call, like ``client.create``: ``async for`` the
-    stream it returns, or ``async with`` it.
-    """
-
-    @classmethod
-    def _client_class(cls) -> type:
-        # Imported here, not at module level: importing backendapi must not import aiohttp.
-        from ._async_client import AsyncBackendApiClient
-
-        return AsyncBackendApiClient
-
-    def send(
-        self,
-        content: Union[str, Sequence[Mapping[str, Any]]],
-        media: Optional[MediaInput] = None,
-        *,
-        api_key: Optional[str] = None,
-        **kwargs: Any,
-    ) -> AsyncStream:
-        """Send a user message; return the client's :class:`AsyncStream` of the answer.
-
-        What is sent, and when the history changes, is exactly as for
-        :meth:`Chat.send`: history plus the new message, the provider's
-        ``conversation`` state, and the history updated only once the stream
-        completes without error.
-        """
-        turn = self._start_turn(content, api_key, kwargs)
-        stream = self.client.create(turn.model, turn.messages, media, turn.api_key, **turn.options)
-        self._watch(stream._core, turn)
-        return stream
-
-    async def ask(
-        self,
-        content: Union[str, Sequence[Mapping[str, Any]]],
-        media: Optional[MediaInput] = None,
-        *,
-        api_key: Optional[str] = None,
-        **kwargs: Any,
-    ) -> Answer:
-        """Send a user message and return the finished :class:`Answer` (see :meth:`send`)."""
-        async with self.send(content, media, api_key=api_key, **kwargs) as stream:
-            return await stream.collect()

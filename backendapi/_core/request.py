@@ -13,18 +13,21 @@ import re
 import secrets
 from collections import abc
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
-from ._errors import InvalidInputError
-from ._media import MediaInput, MediaPart, encode_media, resolve_media
-from ._version import __version__
+from .._errors import InvalidInputError
+from .._version import __version__
+from .media import MediaInput, MediaPart, check_media, has_pending, load_media, wire_media
 
 __all__ = [
     "CONVERSATION_PATH",
     "Messages",
     "PreparedRequest",
+    "Loader",
     "build_conversation_request",
+    "plan_conversation_request",
+    "plan_upload_request",
     "normalize_base_url",
     "validate_messages",
 ]
@@ -160,6 +163,10 @@ def validate_messages(messages: object) -> None:
             )
 
 
+Loader = Callable[[], PreparedRequest]
+"""Builds a request in full, reading the local files it attaches (the only I/O it does)."""
+
+
 def build_conversation_request(
     base_url: str,
     model: object,
@@ -170,12 +177,38 @@ def build_conversation_request(
     headers: Mapping[str, str],
     upload_media: bool = False,
 ) -> PreparedRequest:
-    """Build the ``POST .../backend-api/v2/conversation`` request.
+    """Build the ``POST .../backend-api/v2/conversation`` request, files read at once.
+
+    See :func:`plan_conversation_request`, which leaves the reading for later.
+    """
+    request, loader = plan_conversation_request(
+        base_url, model, messages, media, api_key, extra, headers, upload_media
+    )
+    return request if loader is None else loader()
+
+
+def plan_conversation_request(
+    base_url: str,
+    model: object,
+    messages: object,
+    media: Optional[MediaInput],
+    api_key: object,
+    extra: Mapping[str, Any],
+    headers: Mapping[str, str],
+    upload_media: bool = False,
+) -> Tuple[PreparedRequest, Optional[Loader]]:
+    """Check a conversation call; build its request, or what builds it once files are read.
 
     The body is the seed's ``{"model", "messages", "media", "api_key", **extra}``.
     With ``upload_media`` it is the endpoint's multipart form instead: that
     JSON in the ``json`` field, local media as ``files`` parts (raw bytes, a
     third smaller than base64) and URLs as ``media_url`` fields.
+
+    Every argument is checked here. When ``media`` names files (paths or
+    file objects), they are not read yet: the request returned then has no
+    body, and the loader returned beside it reads them and builds the full
+    request (a client calls it when the request goes out, off the event loop
+    in the async client). Without files the loader is None.
     """
     if not isinstance(model, str):
         raise InvalidInputError(f"model must be a str, not {type(model).__name__}")
@@ -185,27 +218,37 @@ def build_conversation_request(
     provider = extra.get("provider")
     if provider is not None and not isinstance(provider, str):
         raise InvalidInputError(f"provider must be a str, not {type(provider).__name__}")
+    entries = check_media(media)
     body: Dict[str, Any] = {"model": model, "messages": messages, "media": None, "api_key": api_key}
-    if upload_media:
-        parts = resolve_media(media) or []
-        body.update(extra)
-        fields = [("json", encode_json_body(body).decode("utf-8"))]
-        fields += [("media_url", part.uri) for part in parts if part.uri is not None]
-        payload, content_type = encode_multipart(fields, _file_parts(parts, "files"))
-    else:
-        body["media"] = encode_media(media)
-        body.update(extra)
-        payload, content_type = encode_json_body(body), "application/json"
-    return PreparedRequest(
-        method="POST",
-        url=base_url + CONVERSATION_PATH,
-        headers=merge_headers(
-            {"Content-Type": content_type, "Accept": "text/event-stream"}, headers
-        ),
-        body=payload,
-        model=model,
-        provider=provider,
+    body.update(extra)
+    url = base_url + CONVERSATION_PATH
+
+    def build(parts: Optional[List[MediaPart]]) -> PreparedRequest:
+        if upload_media:
+            fields = [("json", encode_json_body(body).decode("utf-8"))]
+            fields += [("media_url", part.uri) for part in parts or () if part.uri is not None]
+            payload, content_type = encode_multipart(fields, _file_parts(parts or [], "files"))
+        else:
+            payload = encode_json_body({**body, "media": wire_media(parts)})
+            content_type = "application/json"
+        return PreparedRequest(
+            method="POST",
+            url=url,
+            headers=merge_headers(
+                {"Content-Type": content_type, "Accept": "text/event-stream"}, headers
+            ),
+            body=payload,
+            model=model,
+            provider=provider,
+        )
+
+    if not has_pending(entries):
+        return build(load_media(entries)), None
+    encode_json_body(body)  # a value JSON cannot carry is named now, not once files are read
+    placeholder = PreparedRequest(
+        "POST", url, merge_headers({}, headers), None, model=model, provider=provider
     )
+    return placeholder, lambda: build(load_media(entries))
 
 
 def _file_parts(parts: Sequence[MediaPart], name: str) -> List[Tuple[str, str, str, bytes]]:
@@ -221,29 +264,39 @@ def _extension(mime: Optional[str]) -> str:
     return (mimetypes.guess_extension(mime) or "") if mime else ""
 
 
-def build_upload_request(
+def plan_upload_request(
     base_url: str, bucket_id: object, files: object, headers: Mapping[str, str]
-) -> PreparedRequest:
-    """Build ``POST .../backend-api/v2/files/<bucket_id>``: a multipart upload of ``files``."""
+) -> Tuple[PreparedRequest, Loader]:
+    """Check ``POST .../backend-api/v2/files/<bucket_id>``, a multipart upload of ``files``.
+
+    Returns a request without a body and the loader that reads the files and
+    builds the full request (see :func:`plan_conversation_request`).
+    """
     if not isinstance(bucket_id, str) or not bucket_id or not _BUCKET_ID.fullmatch(bucket_id):
         raise InvalidInputError(
             f"bucket_id must be a non-empty str of letters, digits, '-' and '_', got {bucket_id!r}"
         )
-    parts = resolve_media(files, "files")  # type: ignore[arg-type]
-    if not parts:
+    entries = check_media(files, "files")  # type: ignore[arg-type]
+    if not entries:
         raise InvalidInputError("files must hold at least one file")
-    for index, part in enumerate(parts):
-        if part.data is None:
+    for index, entry in enumerate(entries):
+        if isinstance(entry, MediaPart) and entry.data is None:
             raise InvalidInputError(f"files[{index}]: only local bytes or files can be uploaded")
-    payload, content_type = encode_multipart([], _file_parts(parts, "files"))
-    return PreparedRequest(
-        method="POST",
-        url=f"{base_url}{FILES_PATH}/{bucket_id}",
-        headers=merge_headers(
-            {"Content-Type": content_type, "Accept": "application/json"}, headers
-        ),
-        body=payload,
-    )
+    url = f"{base_url}{FILES_PATH}/{bucket_id}"
+
+    def load() -> PreparedRequest:
+        parts = load_media(entries) or []
+        payload, content_type = encode_multipart([], _file_parts(parts, "files"))
+        return PreparedRequest(
+            method="POST",
+            url=url,
+            headers=merge_headers(
+                {"Content-Type": content_type, "Accept": "application/json"}, headers
+            ),
+            body=payload,
+        )
+
+    return PreparedRequest("POST", url, merge_headers({}, headers)), load
 
 
 def build_get_request(

@@ -1,0 +1,324 @@
+"""The client, :class:`AsyncBackendApiClient`, and its stream, :class:`AsyncStream`.
+
+Both clients are written once, in ``backendapi/_async/``; the blocking one
+in ``backendapi/_sync/`` is generated from it (``make unasync``), so every
+policy here (retries, the total timeout, redirects refused, status errors,
+the stream loop, every call) is the same in both. Below the transport
+(``backendapi/_transports/``) is what differs by HTTP library; in
+``backendapi/_core/``, what needs no I/O at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Type
+
+from .._answer import Answer
+from .._core.client import ClientCore
+from .._core.exchange import Exchange
+from .._core.media import MediaInput
+from .._core.options import ERROR_BODY_LIMIT
+from .._core.request import Messages
+from .._core.stream import StreamState
+from .._errors import BackendApiError
+from .._events import RawResponse, _set_fields
+from .._events import _new as _new_event
+from .._transports import TransportError
+from .._transports.aiohttp import AiohttpResponse, AiohttpTransport
+
+if TYPE_CHECKING:
+    # Named in a string (the base class), which ruff does not see.
+    import aiohttp  # noqa: F401
+
+__all__ = ["AsyncBackendApiClient", "AsyncStream"]
+
+logger = logging.getLogger("backendapi")
+
+
+class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport]):
+    """Client for a Backend API server, on ``aiohttp``: for asyncio applications.
+
+    >>> async with AsyncBackendApiClient("http://localhost:8080") as client:  # doctest: +SKIP
+    ...     async for event in client.create("gpt-4o", [{"role": "user", "content": "Hi"}]):
+    ...         if event.type == "content":
+    ...             print(event.content, end="", flush=True)
+
+    It takes the arguments :class:`~backendapi._core.client.ClientCore`
+    lists; ``session`` is an ``aiohttp.ClientSession`` of yours (left open by
+    the client). Without one, the client makes its own on first use; close it
+    by leaving ``async with`` or with :meth:`aclose`. The client's own session honours
+    ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``, ``.netrc`` and the CA bundle
+    ``REQUESTS_CA_BUNDLE`` names, read for each request.
+    """
+
+    _transport_class = AiohttpTransport
+
+    def create(
+        self,
+        model: str,
+        messages: Messages,
+        media: Optional[MediaInput] = None,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> AsyncStream:
+        """Start a conversation turn; return the :class:`AsyncStream` of its events.
+
+        The body is ``{"model", "messages", "media", "api_key", **kwargs}``:
+        ``provider``, ``conversation``, ``action``, ``temperature`` and any
+        other option go in ``kwargs``. A plain call, so ``async for event in
+        client.create(...)`` and ``async with client.create(...) as stream``
+        both work. Arguments are checked here, before any network call; the
+        request goes out (and media files are read) when the stream is
+        entered or first iterated.
+        """
+        core = self._prepare(model, messages, media, api_key, kwargs)
+        return AsyncStream(self, core)
+
+    async def complete(
+        self,
+        model: str,
+        messages: Messages,
+        media: Optional[MediaInput] = None,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> Answer:
+        """Send a turn and return the finished :class:`Answer`, with no loop to write.
+
+        >>> messages = [{"role": "user", "content": "Hi"}]
+        >>> answer = await client.complete("gpt-4o", messages)  # doctest: +SKIP
+        >>> print(answer.text, answer.usage)  # doctest: +SKIP
+        """
+        async with self.create(model, messages, media, api_key, **kwargs) as stream:
+            return await stream.collect()
+
+    async def version(self) -> Dict[str, Any]:
+        """The server's version: ``{"version": "8.8.6", "latest_version": ...}``."""
+        result: Dict[str, Any] = await self._fetch(self._version_call(), json=True)
+        return result
+
+    async def models(self, provider: Optional[str] = None) -> Any:
+        """All models as ``{provider: [model ids]}``, or one provider's model objects."""
+        return await self._fetch(self._models_call(provider), json=True)
+
+    async def providers(self) -> List[Dict[str, Any]]:
+        """The server's providers (``name``, ``label``, ``auth``, ``vision``...)."""
+        result: List[Dict[str, Any]] = await self._fetch(self._providers_call(), json=True)
+        return result
+
+    async def create_text(
+        self, prompt: str, *, model: Optional[str] = None, provider: Optional[str] = None
+    ) -> str:
+        """The plain-text ``GET /backend-api/v2/create`` endpoint: one prompt, the answer's text."""
+        call = self._create_text_call(prompt, model, provider)
+        result: str = await self._fetch(call, json=False)
+        return result
+
+    async def upload(self, bucket_id: str, files: MediaInput) -> Any:
+        """Upload files (paths, bytes, file objects) to a bucket for later messages."""
+        return await self._fetch(self._upload_call(bucket_id, files), json=True)
+
+    async def aclose(self) -> None:
+        """Close the client's own session and its connections (a caller's session is left open)."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncBackendApiClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    async def _fetch(self, exchange: Exchange, *, json: bool) -> Any:
+        exchange.start_clock(self.timeout.total)
+        response = await self._send(exchange)
+        parts: List[bytes] = []
+        try:
+            while True:
+                data = await response.read()
+                if not data:
+                    break
+                parts.append(data)
+        except TransportError as failure:
+            raise exchange.send_error(failure, self.timeout) from None
+        finally:
+            response.close()
+        result = (
+            response.status,
+            response.reason,
+            b"".join(parts),
+            response.headers.get("Location"),
+        )
+        return exchange.json_result(*result) if json else exchange.text_result(*result)
+
+    async def _send(self, exchange: Exchange) -> AiohttpResponse:
+        """Send the request, retrying as :attr:`retry` allows; return the response's head.
+
+        A request is asked again only while nothing of its response was read:
+        after a failure that left the server no work (see
+        :attr:`~backendapi._transports.Failure.retryable`) or a status that
+        says "try again", within the total timeout.
+        """
+        transport = self._transport
+        timeout = self.timeout
+        if exchange.loader is not None:
+            exchange.request = await transport.run_blocking(exchange.loader)
+            exchange.loader = None
+        attempt = 0
+        while True:
+            exchange.log_request()
+            if exchange.expired():
+                raise exchange.total_timeout_error(timeout)
+            try:
+                response = await transport.open(exchange.request, timeout, exchange.remaining())
+            except TransportError as failure:
+                wait = self.retry.error_delay(attempt) if failure.kind.retryable else None
+                delay = exchange.retry_delay(wait)
+                if delay is None:
+                    if exchange.expired():
+                        raise exchange.total_timeout_error(timeout) from None
+                    raise exchange.send_error(failure, timeout) from None
+                exchange.log_retry(attempt, delay, failure.detail)
+            else:
+                logger.debug("HTTP %d from %s", response.status, exchange.request.url)
+                wait = self.retry.status_delay(
+                    attempt, response.status, response.headers.get("Retry-After")
+                )
+                delay = exchange.retry_delay(wait)
+                if delay is None:
+                    return response
+                response.close()
+                exchange.log_retry(attempt, delay, f"HTTP {response.status}")
+            await transport.sleep(delay)
+            attempt += 1
+
+
+class AsyncStream(StreamState[AsyncBackendApiClient, AiohttpResponse], AsyncIterator[RawResponse]):
+    """The events of one conversation turn, read as they arrive.
+
+    Iterate it with ``async for``, or use it with ``async with``; leaving the
+    block, calling :meth:`aclose`, reaching the end (or, in asyncio,
+    cancelling the task that iterates) releases the connection::
+
+        async with client.create(model, messages) as stream:
+            async for event in stream:
+                ...
+
+    A fatal ``error``/``auth`` event raises :class:`StreamError` after every
+    earlier event was yielded; a connection cut mid-stream raises
+    :class:`IncompleteStreamError`.
+    """
+
+    async def collect(self) -> Answer:
+        """Read the rest of the stream; return the finished :class:`Answer`."""
+        async for _ in self:
+            pass
+        return self._core.answer
+
+    def __aiter__(self) -> AsyncIterator[RawResponse]:
+        # A generator: handing out an event costs no method call (and, in asyncio,
+        # creates no coroutine). Its state is the stream's, so loops (and
+        # next calls) over one stream share it.
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[RawResponse]:
+        core = self._core
+        while True:
+            for data in core.taking:
+                event = _new_event(RawResponse)
+                _set_fields(event, data)
+                yield event
+            try:
+                event = await self._next_batch()
+            except StopAsyncIteration:
+                return
+            yield event
+
+    async def __anext__(self) -> RawResponse:
+        # Takes from the current batch too; loops use _events.
+        for data in self._core.taking:
+            event: RawResponse = _new_event(RawResponse)
+            _set_fields(event, data)
+            return event
+        return await self._next_batch()
+
+    async def _next_batch(self) -> RawResponse:
+        core = self._core
+        try:
+            while True:
+                event = core.next_event()
+                if event is not None:
+                    return event
+                if core.finished or self._closed:
+                    self._end("completed")
+                    raise StopAsyncIteration
+                if self._response is None:
+                    await self._open()
+                core.absorb(await self._read())
+        except StopAsyncIteration:
+            raise
+        except BaseException:  # an interrupt or a cancellation too: never leave the socket open
+            self._end("failed")
+            raise
+
+    async def __aenter__(self) -> AsyncStream:
+        if self._response is None and not self._closed:
+            try:
+                await self._open()
+            except BaseException:
+                self._end("failed")
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        self._end("closed")
+
+    async def _open(self) -> None:
+        core = self._core
+        client = self._client
+        core.start_clock(client.timeout.total)
+        response = await client._send(core)
+        self._response = response
+        if response.status >= 300:
+            body = await self._read_head(ERROR_BODY_LIMIT)
+            raise core.status_error(
+                response.status, response.reason, body, response.headers.get("Location")
+            )
+        content_type = response.headers.get("Content-Type", "")
+        if core.is_not_a_stream(content_type):
+            raise core.content_type_error(content_type, await self._read_head(2048))
+
+    async def _read(self) -> bytes:
+        assert self._response is not None
+        try:
+            return await self._response.read()
+        except TransportError as failure:
+            raise self._core.read_error(failure, self._client.timeout) from None
+
+    async def _read_head(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body, for an error message."""
+        parts = []
+        size = 0
+        try:
+            while size < limit:
+                data = await self._read()
+                if not data:
+                    break
+                parts.append(data)
+                size += len(data)
+        except BackendApiError:
+            pass
+        return b"".join(parts)[:limit]

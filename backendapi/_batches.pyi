@@ -1,6 +1,0 @@
-from typing import Any, Dict, Iterator, List, Optional, Type, TypeVar
-
-_T = TypeVar("_T")
-
-def wrap_events(cls: Type[_T], dicts: Iterator[Dict[str, Any]], /) -> Iterator[_T]: ...
-def content_pieces(items: List[Dict[str, Any]], /) -> Optional[List[Any]]: ...

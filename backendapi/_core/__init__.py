@@ -1,0 +1,1 @@
+"""The I/O-free core both clients share: requests built, bytes decoded, errors worded."""

@@ -1,0 +1,235 @@
+"""What both clients are made of before any I/O: their options, and what each call sends.
+
+``AsyncBackendApiClient`` (``backendapi/_async/client.py``) and the
+``BackendApiClient`` generated from it subclass :class:`ClientCore`, which
+checks the constructor's arguments, builds every call's request, and makes
+the client's transport.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, ClassVar, Generic, Mapping, Optional, Tuple, TypeVar, Union
+from urllib.parse import quote
+
+from .._errors import InvalidInputError
+from .decoder import DEFAULT_MAX_EVENT_SIZE
+from .exchange import Exchange
+from .media import MediaInput
+from .options import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    SSLOption,
+    Timeout,
+    coerce_ssl,
+    coerce_timeout,
+)
+from .request import (
+    CREATE_PATH,
+    MODELS_PATH,
+    PROVIDERS_PATH,
+    VERSION_PATH,
+    basic_authorization,
+    build_get_request,
+    normalize_base_url,
+    plan_conversation_request,
+    plan_upload_request,
+    split_credentials,
+    validate_headers,
+)
+from .retry import RetryPolicy
+from .stream import StreamCore
+
+__all__ = ["ClientCore"]
+
+MIN_SECRET_LENGTH = 4
+"""Shorter api keys are not scrubbed from messages (see ClientCore._secrets)."""
+
+DEFAULT_BASE_URL = "http://localhost:8080"
+"""Where ``g4f gui`` listens by default."""
+BASE_URL_ENV = "BACKENDAPI_BASE_URL"
+API_KEY_ENV = "BACKENDAPI_API_KEY"
+
+
+SessionT = TypeVar("SessionT")
+TransportT = TypeVar("TransportT")
+
+
+class ClientCore(Generic[SessionT, TransportT]):
+    """The constructor, options and request building of both clients.
+
+    Arguments, the same for :class:`BackendApiClient` and
+    :class:`AsyncBackendApiClient`:
+
+    * ``base_url``: the server's root, e.g. ``"http://localhost:8080"``; when
+      omitted, ``BACKENDAPI_BASE_URL``, else ``http://localhost:8080``.
+    * ``api_key``: sent as the body's ``api_key`` when a call gives none; when
+      omitted, ``BACKENDAPI_API_KEY``.
+    * ``headers``: extra HTTP headers for every request.
+    * ``ssl``: True (verify with certifi's CAs, the default), False, an
+      ``ssl.SSLContext``, or a CA bundle path.
+    * ``timeout``: a :class:`Timeout`, a number of seconds for both connect
+      and read, or None for no timeout.
+    * ``session``: a ``requests.Session`` (blocking client) or an
+      ``aiohttp.ClientSession`` (async client) of yours; the client uses it
+      and leaves closing it to you. Without one, the client makes its own.
+    * ``max_event_size``: largest event in bytes (default 64 MiB).
+    * ``upload_media``: send local media as multipart file parts (raw bytes)
+      instead of base64 ``data:`` URIs, a third fewer bytes on the wire.
+    * ``max_retries``: retries of a request that failed before any of its
+      response was read; 0 disables; a :class:`RetryPolicy` also sets the
+      backoff.
+    * ``proxy``: a proxy URL for every request; without it ``HTTP_PROXY``,
+      ``HTTPS_PROXY`` and ``NO_PROXY`` apply.
+    * ``max_connections``: connections the client's own session keeps open at
+      once (default 1000).
+
+    Redirects are not followed: the conversation body carries the api key, and
+    a redirect must not carry it elsewhere; a 3xx response raises
+    :class:`APIStatusError`.
+    """
+
+    _transport_class: ClassVar[Callable[..., Any]]
+    """The transport the client runs on; a subclass sets it."""
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        *,
+        api_key: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        ssl: SSLOption = None,
+        timeout: Union[Timeout, float, None] = DEFAULT_TIMEOUT,
+        session: Optional[SessionT] = None,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        upload_media: bool = False,
+        max_retries: Union[int, RetryPolicy] = 2,
+        proxy: Optional[str] = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        if base_url is None:
+            base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        self.base_url, credentials = split_credentials(normalize_base_url(base_url))
+        """The server's root, without a trailing slash (nor credentials: see below)."""
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV) or None
+        if api_key is not None and not isinstance(api_key, str):
+            raise InvalidInputError(f"api_key must be a str or None, not {type(api_key).__name__}")
+        self._api_key = api_key
+        self.headers = validate_headers(headers)
+        """Extra headers sent with every request."""
+        # Credentials in base_url go as the Basic auth requests and aiohttp would
+        # make of them, kept out of base_url so that no repr, log line or error
+        # message shows them.
+        self._authorization: Optional[str] = None
+        if credentials is not None:
+            if any(name.lower() == "authorization" for name in self.headers):
+                raise InvalidInputError(
+                    "base_url carries credentials and headers an Authorization: give one"
+                )
+            self._authorization = basic_authorization(*credentials)
+        self.ssl = coerce_ssl(ssl)
+        """TLS verification: True, False, an SSLContext or a CA bundle path."""
+        self.timeout = coerce_timeout(timeout)
+        """The :class:`Timeout` applied to every request."""
+        if isinstance(max_event_size, bool) or not isinstance(max_event_size, int):
+            raise InvalidInputError(
+                f"max_event_size must be an int, not {type(max_event_size).__name__}"
+            )
+        if max_event_size <= 0:
+            raise InvalidInputError(f"max_event_size must be positive, got {max_event_size}")
+        self.max_event_size = max_event_size
+        """Largest event, in bytes, a stream accepts before raising."""
+        if not isinstance(upload_media, bool):
+            raise InvalidInputError(
+                f"upload_media must be True or False, not {type(upload_media).__name__}"
+            )
+        self.upload_media = upload_media
+        """Send local media as multipart file parts instead of base64 data: URIs."""
+        self.retry = (
+            max_retries
+            if isinstance(max_retries, RetryPolicy)
+            else RetryPolicy(max_retries=max_retries)
+        )
+        """The :class:`RetryPolicy` in force."""
+        self.proxy = None if proxy is None else normalize_base_url(proxy, "proxy")
+        """An explicit proxy URL; without one, HTTP(S)_PROXY and NO_PROXY apply."""
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidInputError(
+                f"max_connections must be an int, not {type(max_connections).__name__}"
+            )
+        if max_connections < 1:
+            raise InvalidInputError(f"max_connections must be >= 1, got {max_connections}")
+        self.max_connections = max_connections
+        """How many connections the client's own session may open at once."""
+        self._transport: TransportT = self._transport_class(
+            session, ssl=self.ssl, proxy=self.proxy, max_connections=max_connections
+        )
+
+    def __repr__(self) -> str:
+        key = "***" if self._api_key else None
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={key!r})"
+
+    def _prepare(
+        self,
+        model: object,
+        messages: object,
+        media: Optional[MediaInput],
+        api_key: object,
+        extra: Mapping[str, Any],
+    ) -> StreamCore:
+        key = api_key if api_key is not None else self._api_key
+        request, loader = plan_conversation_request(
+            self.base_url, model, messages, media, key, extra, self._headers(), self.upload_media
+        )
+        core = StreamCore(request, self.max_event_size, self._secrets(key))
+        core.loader = loader
+        return core
+
+    def _headers(self) -> Mapping[str, str]:
+        """The headers of every request: :attr:`headers`, and base_url's credentials."""
+        if self._authorization is None:
+            return self.headers
+        return {**self.headers, "Authorization": self._authorization}
+
+    def _secrets(self, key: object = None) -> Tuple[str, ...]:
+        # Scrubbing a one- or two-letter "key" out of every message would mangle
+        # them all and protect nothing; real keys are far longer.
+        keys = {key, self._api_key}
+        return tuple(k for k in keys if isinstance(k, str) and len(k) >= MIN_SECRET_LENGTH)
+
+    def _get(self, path: str, **params: Optional[str]) -> Exchange:
+        for name, value in params.items():
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}")
+        return Exchange(
+            build_get_request(self.base_url, path, params, self._headers()), self._secrets()
+        )
+
+    def _version_call(self) -> Exchange:
+        return self._get(VERSION_PATH)
+
+    def _models_call(self, provider: Optional[str]) -> Exchange:
+        if provider is None:
+            return self._get(MODELS_PATH)
+        if not isinstance(provider, str) or not provider:
+            raise InvalidInputError(f"provider must be a non-empty str, got {provider!r}")
+        return self._get(f"{MODELS_PATH}/{quote(provider, safe='')}")
+
+    def _providers_call(self) -> Exchange:
+        return self._get(PROVIDERS_PATH)
+
+    def _create_text_call(
+        self, prompt: object, model: Optional[str], provider: Optional[str]
+    ) -> Exchange:
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidInputError(f"prompt must be a non-empty str, got {prompt!r}")
+        exchange = self._get(CREATE_PATH, prompt=prompt, model=model, provider=provider)
+        exchange.request.headers["Accept"] = "text/plain"
+        return exchange
+
+    def _upload_call(self, bucket_id: object, files: object) -> Exchange:
+        request, loader = plan_upload_request(self.base_url, bucket_id, files, self._headers())
+        exchange = Exchange(request, self._secrets())
+        exchange.loader = loader
+        return exchange

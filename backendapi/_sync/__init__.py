@@ -1,0 +1,1 @@
+"""The blocking client and chat, generated from ``backendapi/_async/`` (``make unasync``)."""
