@@ -7,7 +7,8 @@ trusts the environment):
 - the proxy for an ``http``/``https`` URL from ``urllib.request.getproxies()``
   (``HTTP_PROXY``, ``HTTPS_PROXY``, else ``ALL_PROXY``, lower case first; a
   proxy given without a scheme is ``http://``), unless
-  ``urllib.request.proxy_bypass`` says the host bypasses it (``NO_PROXY``);
+  ``urllib.request.proxy_bypass`` says the host bypasses it (``NO_PROXY``;
+  an address in one of its ranges, ``10.0.0.0/8``, too);
   an ``https://`` proxy only where the transport can speak TLS to it;
 - Basic credentials for the server, or for a proxy given without any, from
   the ``.netrc`` file (``$NETRC``, else ``~/.netrc``);
@@ -23,13 +24,14 @@ parsed again only when its size or modification time changes.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import netrc
 import os
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Dict, Optional, Tuple
+from typing import Collection, Dict, Optional, Tuple, Union
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .._errors import InvalidInputError
@@ -73,15 +75,25 @@ class Route:
 class Reading:
     """The environment as read once: proxies and the parsed ``.netrc`` file."""
 
-    __slots__ = ("_bypass", "netrc", "proxies", "scope")
+    __slots__ = ("_bypass", "_networks", "netrc", "proxies", "scope")
 
     def __init__(
-        self, scope: object, proxies: Dict[str, str], netrc_file: Optional[netrc.netrc]
+        self,
+        scope: object,
+        proxies: Dict[str, str],
+        netrc_file: Optional[netrc.netrc],
+        no_proxy: str = "",
     ) -> None:
         self.scope = scope
         self.proxies = proxies
         self.netrc = netrc_file
         self._bypass: Dict[str, bool] = {}
+        # NO_PROXY's address ranges (10.0.0.0/8): requests honours them, urllib does not.
+        self._networks = [
+            network
+            for network in map(_network, no_proxy.replace(" ", "").split(","))
+            if network is not None
+        ]
 
     def route(
         self,
@@ -142,8 +154,26 @@ class Reading:
     def _bypassed(self, host: str) -> bool:
         bypass = self._bypass.get(host)
         if bypass is None:
-            bypass = self._bypass[host] = bool(urllib.request.proxy_bypass(host))
+            bypass = bool(urllib.request.proxy_bypass(host))
+            if not bypass and self._networks:
+                try:
+                    address = ipaddress.ip_address(host)
+                except ValueError:
+                    pass
+                else:
+                    bypass = any(address in network for network in self._networks)
+            self._bypass[host] = bypass
         return bypass
+
+
+def _network(entry: str) -> Optional[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]:
+    """``entry`` of NO_PROXY as an address range, if it is one (``10.0.0.0/8``)."""
+    if "/" not in entry:
+        return None
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
 
 
 class Environment:
@@ -174,6 +204,7 @@ class Environment:
                 if proxies.get(scheme) or proxies.get("all")
             },
             self._netrc_file(),
+            proxies.get("no", ""),
         )
         self._reading = reading if scope is not None else None
         return reading, True
