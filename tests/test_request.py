@@ -41,10 +41,17 @@ from backendapi import (
 from backendapi._core.media import encode_media, guess_mime_type
 from backendapi._core.request import (
     PreparedRequest,
-    build_conversation_request,
     normalize_base_url,
+    plan_conversation_request,
     validate_messages,
 )
+
+
+def build_conversation_request(*args: Any, **kwargs: Any) -> PreparedRequest:
+    """The request ``plan_conversation_request`` makes, its media files read."""
+    request, loader = plan_conversation_request(*args, **kwargs)
+    return request if loader is None else loader()
+
 
 BASE = "http://127.0.0.1:9"
 ENDPOINT = BASE + "/backend-api/v2/conversation"

@@ -25,7 +25,6 @@ __all__ = [
     "Messages",
     "PreparedRequest",
     "Loader",
-    "build_conversation_request",
     "plan_conversation_request",
     "plan_upload_request",
     "normalize_base_url",
@@ -165,26 +164,6 @@ def validate_messages(messages: object) -> None:
 
 Loader = Callable[[], PreparedRequest]
 """Builds a request in full, reading the local files it attaches (the only I/O it does)."""
-
-
-def build_conversation_request(
-    base_url: str,
-    model: object,
-    messages: object,
-    media: Optional[MediaInput],
-    api_key: object,
-    extra: Mapping[str, Any],
-    headers: Mapping[str, str],
-    upload_media: bool = False,
-) -> PreparedRequest:
-    """Build the ``POST .../backend-api/v2/conversation`` request, files read at once.
-
-    See :func:`plan_conversation_request`, which leaves the reading for later.
-    """
-    request, loader = plan_conversation_request(
-        base_url, model, messages, media, api_key, extra, headers, upload_media
-    )
-    return request if loader is None else loader()
 
 
 def plan_conversation_request(
