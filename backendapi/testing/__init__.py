@@ -1,6 +1,6 @@
 """A real Backend API server for tests.
 
-`BackendApiTestServer` answers ``POST /backend-api/v2/conversation`` the way g4f 8.8.6 does,
+`BackendApiTestServer` responds to ``POST /backend-api/v2/conversation`` the way g4f 8.8.6 does,
 but with scripted replies, so code using this SDK can be tested against real HTTP on loopback::
 
     from backendapi.testing import BackendApiTestServer, Reply
@@ -16,7 +16,7 @@ stream goes on (`Wait`), a stall until the client gives up (`Hold`), and a conne
 down mid-body (`Cut`). Every request is recorded as a `RecordedRequest`, multipart uploads
 included (`RecordedRequest.files`, `RecordedRequest.form`).
 
-The other endpoints a Backend API server has answer too: ``version``, ``models``,
+The other endpoints a Backend API server has respond too: ``version``, ``models``,
 ``models/<provider>``, ``providers``, ``create`` (plain text, see `create_text_reply`) and
 ``files/<bucket_id>`` (multipart uploads).
 
@@ -128,7 +128,7 @@ _TRANSFERS = ("chunked", "close", "length")
 
 @dataclass(frozen=True)
 class Reply:
-    """What the server answers to one conversation request.
+    """What the server sends in response to one conversation request.
 
     Attributes:
         events: sent in order. A mapping is one event, serialized with `json.dumps` (ASCII
@@ -154,7 +154,7 @@ class Reply:
             follows the last item (not after a `Cut`). `write_size` then cuts the compressed
             bytes.
         reset: abort the connection with a TCP reset as soon as the request has been read,
-            before a single byte of the answer (not even the status line) is sent, the way
+            before a single byte of the response (not even the status line) is sent, the way
             a crashing server or a load balancer dropping a connection does. The request is
             still recorded; every other attribute is ignored.
     """
@@ -192,7 +192,7 @@ class Reply:
         framing: str = "sse",
         transfer: str = "chunked",
     ) -> Reply:
-        """A successful answer shaped like a g4f 8.8.6 transcript.
+        """A successful reply: `text` as the model's answer, shaped like a g4f 8.8.6 transcript.
 
         Events: ``provider``; ``reasoning`` (if given); ``conversation`` with `conversation`
         stored under the provider's name (if given); `text` as ``content`` events of one
@@ -305,7 +305,7 @@ class RecordedRequest:
         body: the raw request body.
         json: the parsed JSON body; for a multipart/form-data body, the parsed ``json`` form
             field; ``None`` when there is none or it is not valid JSON (conversation requests
-            are then answered with 400, as g4f does).
+            then get a 400 response, as g4f does).
         disconnected: set when the client closed the connection while the reply was still
             being sent (during a `Pause`, `Wait` or `Hold`, or when a write failed).
         finished: set when the server is done with the request, for whatever reason.
@@ -536,12 +536,12 @@ class BackendApiTestServer:
 
     Conversation requests get the queued replies in order (see `reply`), then
     `default_reply`. ``GET /backend-api/v2/version``, ``/models``, ``/models/<provider>`` and
-    ``/providers`` answer like g4f 8.8.6 with one provider, ``ScriptedProvider``, serving one
-    model, ``scripted-1``; ``/models/<provider>`` answers 404 ``Provider not found`` for
+    ``/providers`` respond like g4f 8.8.6 with one provider, ``ScriptedProvider``, serving one
+    model, ``scripted-1``; ``/models/<provider>`` responds with 404 ``Provider not found`` for
     providers other than that one and those in `known_providers`. ``GET
-    /backend-api/v2/create?prompt=...`` answers plain text, streamed: `create_text_reply`, or
+    /backend-api/v2/create?prompt=...`` responds with plain text, streamed: `create_text_reply`, or
     the prompt itself when that is None. ``POST /backend-api/v2/files/<bucket_id>`` takes a
-    multipart upload of ``files`` parts and answers like g4f, ``{"bucket_id": ..., "files":
+    multipart upload of ``files`` parts and responds like g4f, ``{"bucket_id": ..., "files":
     [names of documents], "media": [{"name": ...} of images, audio and video]}``. Any other
     path gets 404. Every request is recorded (see `requests`). Conversation requests
     rejected with 400 or 404 leave the queued replies alone.
@@ -580,9 +580,9 @@ class BackendApiTestServer:
         self.shutdown_timeout = shutdown_timeout
         #: Serves HTTPS with this context when set (see the ``ssl_context`` argument).
         self.ssl_context = ssl_context
-        #: Answers conversation requests once the queue filled by `reply` is empty.
+        #: Sent in response to conversation requests once the queue filled by `reply` is empty.
         self.default_reply = Reply.answer("Hello from the test server")
-        #: The text ``GET /backend-api/v2/create`` answers; None echoes the ``prompt``.
+        #: The text ``GET /backend-api/v2/create`` sends back; None echoes the ``prompt``.
         self.create_text_reply: str | None = None
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
@@ -778,10 +778,10 @@ class BackendApiTestServer:
             self._changed.notify_all()
         return recorded
 
-    async def _handle_simple(self, request: web.Request, answer: Any) -> web.Response:
+    async def _handle_simple(self, request: web.Request, document: Any) -> web.Response:
         recorded = await self._record(request)
         recorded.finished.set()
-        return web.json_response(answer)
+        return web.json_response(document)
 
     async def _handle_version(self, request: web.Request) -> web.Response:
         return await self._handle_simple(request, {"version": _VERSION, "latest_version": _VERSION})
@@ -882,7 +882,7 @@ class BackendApiTestServer:
         assert task is not None
         self._handlers.add(task)
         try:
-            return await self._answer_conversation(request, recorded)
+            return await self._respond_to_conversation(request, recorded)
         except asyncio.CancelledError:
             # Cancelled either because the client left or because stop() is shutting down.
             if not self._stopping:
@@ -892,7 +892,7 @@ class BackendApiTestServer:
             self._handlers.discard(task)
             recorded.finished.set()
 
-    async def _answer_conversation(
+    async def _respond_to_conversation(
         self, request: web.Request, recorded: RecordedRequest
     ) -> web.StreamResponse:
         if recorded.json is None:
@@ -965,7 +965,7 @@ class BackendApiTestServer:
     async def _send_whole(
         self, request: web.Request, reply: Reply, recorded: RecordedRequest
     ) -> web.StreamResponse:
-        # Like a server or proxy that buffers the answer: the transport actions run first, and
+        # Like a server or proxy that buffers the response: the transport actions run first, and
         # a Cut only truncates the body, which still announces its full length.
         pieces: list[bytes] = []
         length = 0
