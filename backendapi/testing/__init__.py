@@ -41,20 +41,19 @@ import asyncio
 import contextlib
 import json
 import mimetypes
-import re
 import socket
 import ssl
 import struct
 import threading
-import zlib
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, final
 
 from aiohttp import web
 
 from ._recording import RecordedRequest, UploadedFile, record
+from ._replies import MODEL, PROVIDER, Cut, Hold, Pause, Reply, Wait, split_tokens
+from ._wire import STREAM_CONTENT_TYPE, GzipStream, write_pieces
 
 __all__ = [
     "STREAM_CONTENT_TYPE",
@@ -68,210 +67,10 @@ __all__ = [
     "Wait",
 ]
 
-#: What g4f 8.8.6 sends as the Content-Type of an event stream, whatever the framing.
-STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
-
 _CONVERSATION_PATH = "/backend-api/v2/conversation"
 _CREATE_CONTENT_TYPE = "text/plain; charset=utf-8"
 _MEDIA_TYPES = ("image/", "audio/", "video/")
 _VERSION = "8.8.6"
-_PROVIDER = "ScriptedProvider"
-_MODEL = "scripted-1"
-
-# Splits an answer the way providers stream it: words, runs of whitespace, single symbols.
-# The three alternatives cover every character, so the tokens always join back to the text.
-_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
-
-
-@dataclass(frozen=True)
-class Pause:
-    """Make the server wait `seconds` before it sends the next item of a reply."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Make the server wait until the test sets `event` before it sends the next item.
-
-    Lets a test check what the client did with the events so far, without sleeping::
-
-        release = threading.Event()
-        server.reply(Reply([first_event, Wait(release), second_event]))
-        ...  # assert the client has seen first_event
-        release.set()
-    """
-
-    event: threading.Event
-
-
-@dataclass(frozen=True)
-class Hold:
-    """Make the server stop sending and keep the connection open until the client closes it."""
-
-
-@dataclass(frozen=True)
-class Cut:
-    """Make the server abort the TCP connection here, so the body ends before its proper end.
-
-    Everything written before the cut reaches the client first. A chunked body then lacks its
-    terminating zero-length chunk; a Content-Length body, whose length counts the items after
-    the cut too, falls short of it.
-    """
-
-
-_FRAMINGS = ("sse", "ndjson")
-_TRANSFERS = ("chunked", "close", "length")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the server sends in response to one conversation request.
-
-    Attributes:
-        events: sent in order. A mapping is one event, serialized with `json.dumps` (ASCII
-            only, like g4f) and framed; bytes are written exactly as given, for malformed
-            streams; `Pause`, `Wait`, `Hold` and `Cut` act on the transport.
-        framing: ``"sse"`` (``event: <type>\\ndata: <json>\\n\\n``, g4f 8.x) or ``"ndjson"``
-            (``<json>\\n``, g4f before December 2025).
-        transfer: ``"chunked"`` (each write is one chunk), ``"close"`` (no length, the body
-            ends when the server closes the connection, as behind some proxies) or
-            ``"length"`` (Content-Length; the whole body is sent at once, after any pauses).
-        status: the HTTP status. From 400 on, the body is `error` instead of the events.
-        error: the body of an error reply: JSON-encoded unless it is str or bytes, which are
-            sent as given (an HTML page from a proxy, say). ``None`` sends an empty body.
-        content_type: overrides the Content-Type: by default `STREAM_CONTENT_TYPE` for
-            streams, ``application/json`` for JSON errors, ``text/plain; charset=utf-8`` for
-            str errors and ``application/octet-stream`` for bytes errors.
-        headers: extra response headers.
-        write_size: when set, each item's bytes are written in pieces of at most this size,
-            to exercise the client's reassembly of events split across reads.
-        gzip: send the body gzip-compressed, with ``Content-Encoding: gzip``, as some
-            servers and proxies do. The compressor is flushed (``Z_SYNC_FLUSH``) after each
-            item, so every event can be decompressed as soon as it arrives; the gzip trailer
-            follows the last item (not after a `Cut`). `write_size` then cuts the compressed
-            bytes.
-        reset: abort the connection with a TCP reset as soon as the request has been read,
-            before a single byte of the response (not even the status line) is sent, the way
-            a crashing server or a load balancer dropping a connection does. The request is
-            still recorded; every other attribute is ignored.
-    """
-
-    events: Sequence[Mapping[str, Any] | bytes | Pause | Wait | Hold | Cut] = ()
-    framing: str = "sse"
-    transfer: str = "chunked"
-    status: int = 200
-    error: Any | None = None
-    content_type: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    write_size: int | None = None
-    gzip: bool = False
-    reset: bool = False
-
-    def __post_init__(self) -> None:
-        if self.framing not in _FRAMINGS:
-            raise ValueError(f"framing must be one of {_FRAMINGS}, not {self.framing!r}")
-        if self.transfer not in _TRANSFERS:
-            raise ValueError(f"transfer must be one of {_TRANSFERS}, not {self.transfer!r}")
-        if self.write_size is not None and self.write_size < 1:
-            raise ValueError(f"write_size must be at least 1, not {self.write_size}")
-
-    @classmethod
-    def answer(
-        cls,
-        text: str,
-        *,
-        model: str = _MODEL,
-        provider: str = _PROVIDER,
-        reasoning: str | None = None,
-        title: str | None = None,
-        conversation: Mapping[str, Any] | None = None,
-        prompt_tokens: int = 3,
-        framing: str = "sse",
-        transfer: str = "chunked",
-    ) -> Reply:
-        """A successful reply: `text` as the model's answer, shaped like a g4f 8.8.6 transcript.
-
-        Events: ``provider``; ``reasoning`` (if given); ``conversation`` with `conversation`
-        stored under the provider's name (if given); `text` as ``content`` events of one
-        word, whitespace run or symbol each; ``title`` (if given); ``usage`` counting those
-        content events as completion tokens; ``finish`` with reason ``stop``.
-
-        >>> [e["content"] for e in Reply.answer("Hi, you").events if e["type"] == "content"]
-        ['Hi', ',', ' ', 'you']
-        """
-        events: list[dict[str, Any]] = [
-            {
-                "type": "provider",
-                "provider": {
-                    "name": provider,
-                    "url": "http://127.0.0.1",
-                    "label": provider,
-                    "model": model,
-                },
-            }
-        ]
-        if reasoning is not None:
-            events.append({"type": "reasoning", "token": reasoning})
-        if conversation is not None:
-            events.append({"type": "conversation", "conversation": {provider: conversation}})
-        tokens = _TOKEN.findall(text)
-        events.extend({"type": "content", "content": token} for token in tokens)
-        if title is not None:
-            events.append({"type": "title", "title": title})
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(tokens),
-            "total_tokens": prompt_tokens + len(tokens),
-        }
-        events.append({"type": "usage", "usage": usage, "model": model, "provider": provider})
-        events.append({"type": "finish", "finish": {"reason": "stop"}})
-        return cls(events, framing=framing, transfer=transfer)
-
-    @classmethod
-    def http_error(cls, status: int, message: str) -> Reply:
-        """An HTTP error with g4f's body, ``{"error": {"message": message}}``."""
-        return cls(status=status, error={"error": {"message": message}})
-
-    def _encode(self, item: Mapping[str, Any] | bytes) -> bytes:
-        if isinstance(item, bytes):
-            return item
-        data = json.dumps(dict(item))
-        if self.framing == "ndjson":
-            return f"{data}\n".encode()
-        event_type = item.get("type")
-        event_line = "" if event_type is None else f"event: {event_type}\n"
-        return f"{event_line}data: {data}\n\n".encode()
-
-    def _pieces(
-        self, item: Mapping[str, Any] | bytes, gzip: _GzipStream | None = None
-    ) -> Iterator[bytes]:
-        data = self._encode(item)
-        if gzip is not None:
-            data = gzip.compress(data)
-        size = self.write_size or len(data) or 1
-        for start in range(0, len(data), size):
-            yield data[start : start + size]
-
-
-class _GzipStream:
-    """The gzip encoder of one reply body (`Reply.gzip`).
-
-    Each item is compressed and flushed with ``Z_SYNC_FLUSH``, so the bytes sent so far
-    always decompress to every item sent so far: a client that decompresses as it reads
-    gets each event on arrival, not at the end of the body.
-    """
-
-    def __init__(self) -> None:
-        self._compressor = zlib.compressobj(wbits=31)  # 31: gzip header and trailer
-
-    def compress(self, data: bytes) -> bytes:
-        """The compressed bytes of `data`, flushed so that they decode on their own."""
-        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
-
-    def finish(self) -> bytes:
-        """The end of the gzip stream: the last block and the trailer (CRC, length)."""
-        return self._compressor.flush(zlib.Z_FINISH)
 
 
 class _CloseDelimitedResponse(web.StreamResponse):
@@ -652,12 +451,12 @@ class BackendApiTestServer:
         return await self._handle_simple(request, {"version": _VERSION, "latest_version": _VERSION})
 
     async def _handle_models(self, request: web.Request) -> web.Response:
-        return await self._handle_simple(request, {_PROVIDER: [_MODEL]})
+        return await self._handle_simple(request, {PROVIDER: [MODEL]})
 
     async def _handle_providers(self, request: web.Request) -> web.Response:
         provider = {
-            "name": _PROVIDER,
-            "label": _PROVIDER,
+            "name": PROVIDER,
+            "label": PROVIDER,
             "parent": None,
             "image": 0,
             "audio": 0,
@@ -673,7 +472,7 @@ class BackendApiTestServer:
         return await self._handle_simple(request, [provider])
 
     def _is_known_provider(self, provider: str) -> bool:
-        return provider == _PROVIDER or (
+        return provider == PROVIDER or (
             self.known_providers is not None and provider in self.known_providers
         )
 
@@ -684,8 +483,8 @@ class BackendApiTestServer:
         if not self._is_known_provider(provider):
             return _json_error(404, "Provider not found")
         model = {
-            "model": _MODEL,
-            "label": _MODEL,
+            "model": MODEL,
+            "label": MODEL,
             "default": True,
             "vision": False,
             "audio": False,
@@ -713,7 +512,7 @@ class BackendApiTestServer:
             response = web.StreamResponse(headers={"Content-Type": _CREATE_CONTENT_TYPE})
             await response.prepare(request)
             try:
-                for token in _TOKEN.findall(text):
+                for token in split_tokens(text):
                     await response.write(token.encode("utf-8"))
             except ConnectionResetError:
                 recorded.disconnected.set()
@@ -807,7 +606,7 @@ class BackendApiTestServer:
         else:
             response = web.StreamResponse(status=reply.status, headers=headers)
         await response.prepare(request)
-        gzip = _GzipStream() if reply.gzip else None
+        gzip = GzipStream() if reply.gzip else None
         try:
             for item in reply.events:
                 if isinstance(item, (Pause, Wait, Hold, Cut)):
@@ -815,7 +614,7 @@ class BackendApiTestServer:
                     if isinstance(item, Cut):
                         break
                 else:
-                    for piece in reply._pieces(item, gzip):
+                    for piece in write_pieces(reply, item, gzip):
                         await response.write(piece)
             else:
                 # The gzip trailer ends the body; after a Cut it never comes.
@@ -835,14 +634,14 @@ class BackendApiTestServer:
         pieces: list[bytes] = []
         length = 0
         cut = False
-        gzip = _GzipStream() if reply.gzip else None
+        gzip = GzipStream() if reply.gzip else None
         for item in reply.events:
             if isinstance(item, (Pause, Wait, Hold)):
                 await _act(request, item)
             elif isinstance(item, Cut):
                 cut = True
             else:
-                for piece in reply._pieces(item, gzip):
+                for piece in write_pieces(reply, item, gzip):
                     length += len(piece)
                     if not cut:
                         pieces.append(piece)

@@ -1,0 +1,57 @@
+"""A reply's bytes on the wire: event framing, gzip, and the pieces each write sends."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ._replies import Reply
+
+#: What g4f 8.8.6 sends as the Content-Type of an event stream, whatever the framing.
+STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
+
+class GzipStream:
+    """The gzip encoder of one reply body (`Reply.gzip`).
+
+    Each item is compressed and flushed with ``Z_SYNC_FLUSH``, so the bytes sent so far
+    always decompress to every item sent so far: a client that decompresses as it reads
+    gets each event on arrival, not at the end of the body.
+    """
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(wbits=31)  # 31: gzip header and trailer
+
+    def compress(self, data: bytes) -> bytes:
+        """The compressed bytes of `data`, flushed so that they decode on their own."""
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        """The end of the gzip stream: the last block and the trailer (CRC, length)."""
+        return self._compressor.flush(zlib.Z_FINISH)
+
+
+def encode_event(item: Mapping[str, Any] | bytes, framing: str) -> bytes:
+    """One item of `Reply.events` framed as ``"sse"`` or ``"ndjson"``; bytes stay as given."""
+    if isinstance(item, bytes):
+        return item
+    data = json.dumps(dict(item))
+    if framing == "ndjson":
+        return f"{data}\n".encode()
+    event_type = item.get("type")
+    event_line = "" if event_type is None else f"event: {event_type}\n"
+    return f"{event_line}data: {data}\n\n".encode()
+
+
+def write_pieces(
+    reply: Reply, item: Mapping[str, Any] | bytes, gzip: GzipStream | None = None
+) -> Iterator[bytes]:
+    """The bytes of one item as `reply` writes them: compressed, then cut to `write_size`."""
+    data = encode_event(item, reply.framing)
+    if gzip is not None:
+        data = gzip.compress(data)
+    size = reply.write_size or len(data) or 1
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
