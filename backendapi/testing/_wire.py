@@ -55,3 +55,25 @@ def write_pieces(
     size = reply.write_size or len(data) or 1
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def stream_headers(reply: Reply) -> dict[str, str]:
+    """The headers of a streamed (non-error) reply; `Reply.headers` override the others."""
+    headers = {"Content-Type": reply.content_type or STREAM_CONTENT_TYPE}
+    if reply.gzip:
+        headers["Content-Encoding"] = "gzip"
+    return {**headers, **reply.headers}
+
+
+def error_body(reply: Reply) -> tuple[bytes, dict[str, str]]:
+    """The body of an error reply, `Reply.error` encoded, and its headers."""
+    error = reply.error
+    if error is None:
+        body, content_type = b"", "application/octet-stream"
+    elif isinstance(error, bytes):
+        body, content_type = error, "application/octet-stream"
+    elif isinstance(error, str):
+        body, content_type = error.encode(), "text/plain; charset=utf-8"
+    else:
+        body, content_type = json.dumps(error).encode(), "application/json"
+    return body, {"Content-Type": reply.content_type or content_type, **reply.headers}
