@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ._recording import RecordedRequest
 from ._replies import Cut, Hold, Pause, Reply, Wait
-from ._wire import GzipStream, error_body, stream_headers, write_pieces
+from ._wire import body_steps, error_body, stream_headers
 
 
 async def send_reply(
@@ -57,20 +57,14 @@ async def _send_stream(
     else:
         response = web.StreamResponse(status=reply.status, headers=headers)
     await response.prepare(request)
-    gzip = GzipStream() if reply.gzip else None
     try:
-        for item in reply.events:
-            if isinstance(item, (Pause, Wait, Hold, Cut)):
-                await _act(request, item)
-                if isinstance(item, Cut):
-                    break
+        for step in body_steps(reply):
+            if isinstance(step, bytes):
+                await response.write(step)
             else:
-                for piece in write_pieces(reply, item, gzip):
-                    await response.write(piece)
-        else:
-            # The gzip trailer ends the body; after a Cut it never comes.
-            if gzip is not None:
-                await response.write(gzip.finish())
+                await _act(request, step)
+                if isinstance(step, Cut):
+                    break  # the rest of the body, the gzip trailer included, never comes
     except ConnectionResetError:
         # aiohttp notices the closed connection when finishing the response; raising
         # here instead would make it log the disconnect as a server error.
@@ -86,22 +80,15 @@ async def _send_whole(
     pieces: list[bytes] = []
     length = 0
     cut = False
-    gzip = GzipStream() if reply.gzip else None
-    for item in reply.events:
-        if isinstance(item, (Pause, Wait, Hold)):
-            await _act(request, item)
-        elif isinstance(item, Cut):
+    for step in body_steps(reply):
+        if isinstance(step, bytes):
+            length += len(step)
+            if not cut:
+                pieces.append(step)
+        elif isinstance(step, Cut):
             cut = True
         else:
-            for piece in write_pieces(reply, item, gzip):
-                length += len(piece)
-                if not cut:
-                    pieces.append(piece)
-    if gzip is not None:
-        trailer = gzip.finish()
-        length += len(trailer)
-        if not cut:
-            pieces.append(trailer)
+            await _act(request, step)
     response = web.StreamResponse(status=reply.status, headers=stream_headers(reply))
     response.content_length = length
     await response.prepare(request)

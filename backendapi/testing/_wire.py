@@ -7,13 +7,13 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._replies import Reply
+from ._replies import Cut, Hold, Pause, Reply, Wait
 
 #: What g4f 8.8.6 sends as the Content-Type of an event stream, whatever the framing.
 STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 
-class GzipStream:
+class _GzipStream:
     """The gzip encoder of one reply body (`Reply.gzip`).
 
     Each item is compressed and flushed with ``Z_SYNC_FLUSH``, so the bytes sent so far
@@ -45,8 +45,25 @@ def encode_event(item: Mapping[str, Any] | bytes, framing: str) -> bytes:
     return f"{event_line}data: {data}\n\n".encode()
 
 
-def write_pieces(
-    reply: Reply, item: Mapping[str, Any] | bytes, gzip: GzipStream | None = None
+def body_steps(reply: Reply) -> Iterator[bytes | Pause | Wait | Hold | Cut]:
+    """The body of a reply as it is sent: the bytes of each write, the transport actions in
+    between, in order, and last the end of the gzip stream when `Reply.gzip` is set.
+
+    Each item is encoded only when it is reached, so a sender that stops at a `Cut` never
+    ends the gzip stream.
+    """
+    gzip = _GzipStream() if reply.gzip else None
+    for item in reply.events:
+        if isinstance(item, (Pause, Wait, Hold, Cut)):
+            yield item
+        else:
+            yield from _write_pieces(reply, item, gzip)
+    if gzip is not None:
+        yield gzip.finish()
+
+
+def _write_pieces(
+    reply: Reply, item: Mapping[str, Any] | bytes, gzip: _GzipStream | None
 ) -> Iterator[bytes]:
     """The bytes of one item as `reply` writes them: compressed, then cut to `write_size`."""
     data = encode_event(item, reply.framing)
