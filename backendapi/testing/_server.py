@@ -31,6 +31,13 @@ def _is_media(upload: UploadedFile) -> bool:
     return bool(guessed and guessed.startswith(_MEDIA_TYPES))
 
 
+def _origin(host: str, ssl_context: ssl.SSLContext | None) -> str:
+    """``scheme://host`` of a server on `host`, an IPv6 address in brackets."""
+    host = f"[{host}]" if ":" in host else host
+    scheme = "http" if ssl_context is None else "https"
+    return f"{scheme}://{host}"
+
+
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"message": message}}, status=status)
 
@@ -60,9 +67,7 @@ class _CountingSite(web.BaseSite):
     @property
     def name(self) -> str:
         """The site's URL, as aiohttp names its sites."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        scheme = "http" if self._ssl_context is None else "https"
-        return f"{scheme}://{host}"
+        return _origin(self._host, self._ssl_context)
 
     async def start(self) -> None:
         """Register the site with its runner and start listening."""
@@ -174,9 +179,7 @@ class BackendApiTestServer:
 
         It starts with ``https://`` when the server was given an ``ssl_context``.
         """
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        scheme = "http" if self.ssl_context is None else "https"
-        return f"{scheme}://{host}:{self.port}"
+        return f"{_origin(self.host, self.ssl_context)}:{self.port}"
 
     @property
     def requests(self) -> list[RecordedRequest]:
