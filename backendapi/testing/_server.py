@@ -319,9 +319,14 @@ class BackendApiTestServer:
             self._changed.notify_all()
         return recorded
 
-    async def _handle_simple(self, request: web.Request, document: Any) -> web.Response:
+    async def _record_finished(self, request: web.Request) -> RecordedRequest:
+        """Record a request whose response takes no waiting: the server is done with it."""
         recorded = await self._record(request)
         recorded.finished.set()
+        return recorded
+
+    async def _handle_simple(self, request: web.Request, document: Any) -> web.Response:
+        await self._record_finished(request)
         return web.json_response(document)
 
     async def _handle_version(self, request: web.Request) -> web.Response:
@@ -354,8 +359,7 @@ class BackendApiTestServer:
         )
 
     async def _handle_provider_models(self, request: web.Request) -> web.Response:
-        recorded = await self._record(request)
-        recorded.finished.set()
+        await self._record_finished(request)
         provider = request.match_info["provider"]
         if not self._is_known_provider(provider):
             return _json_error(404, "Provider not found")
@@ -398,8 +402,7 @@ class BackendApiTestServer:
             recorded.finished.set()
 
     async def _handle_files(self, request: web.Request) -> web.Response:
-        recorded = await self._record(request)
-        recorded.finished.set()
+        recorded = await self._record_finished(request)
         documents: list[str] = []
         media: list[dict[str, str]] = []
         for upload in recorded.files:
@@ -413,8 +416,7 @@ class BackendApiTestServer:
         return web.json_response({"bucket_id": bucket_id, "files": documents, "media": media})
 
     async def _handle_unknown(self, request: web.Request) -> web.Response:
-        recorded = await self._record(request)
-        recorded.finished.set()
+        await self._record_finished(request)
         raise web.HTTPNotFound()
 
     async def _handle_conversation(self, request: web.Request) -> web.StreamResponse:
