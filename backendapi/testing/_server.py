@@ -353,6 +353,17 @@ class BackendApiTestServer:
         }
         return await self._handle_simple(request, [provider])
 
+    def _rejects_provider(self, provider: Any) -> bool:
+        """True when a request names a provider outside `known_providers`, if that is set.
+
+        A request that names none passes: g4f then picks a provider itself.
+        """
+        return (
+            bool(provider)
+            and self.known_providers is not None
+            and provider not in self.known_providers
+        )
+
     def _is_known_provider(self, provider: str) -> bool:
         return provider == PROVIDER or (
             self.known_providers is not None and provider in self.known_providers
@@ -382,11 +393,7 @@ class BackendApiTestServer:
             if not prompt:
                 return _json_error(400, "Missing prompt")
             provider = request.query.get("provider")
-            if (
-                provider
-                and self.known_providers is not None
-                and provider not in self.known_providers
-            ):
+            if self._rejects_provider(provider):
                 # g4f's create endpoint reports errors as "<ExceptionName>: <message>".
                 return _json_error(404, f"ProviderNotFoundError: Provider not found: {provider}")
             text = prompt if self.create_text_reply is None else self.create_text_reply
@@ -441,7 +448,7 @@ class BackendApiTestServer:
         if recorded.json is None:
             return _json_error(400, "Invalid JSON data")
         provider = recorded.json.get("provider") if isinstance(recorded.json, dict) else None
-        if provider and self.known_providers is not None and provider not in self.known_providers:
+        if self._rejects_provider(provider):
             return _json_error(404, "Provider not found")
         with self._changed:
             reply = self._replies.popleft() if self._replies else self.default_reply
