@@ -108,10 +108,14 @@ async def _act(request: web.BaseRequest, action: Pause | Wait | Hold | Cut) -> N
     elif isinstance(action, Wait):
         await _wait_for_event(action.event)
     elif isinstance(action, Hold):
-        # Never resolved: only the handler's cancellation, on disconnect or stop, ends it.
-        await asyncio.get_running_loop().create_future()
+        await _hold()
     else:
         await _cut(request)
+
+
+async def _hold() -> None:
+    # Never resolved: only the handler's cancellation, on disconnect or stop, ends it.
+    await asyncio.get_running_loop().create_future()
 
 
 async def _wait_for_event(event: threading.Event) -> None:
@@ -161,4 +165,4 @@ async def _reset(request: web.BaseRequest) -> None:
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
-    await asyncio.get_running_loop().create_future()
+    await _hold()
