@@ -22,6 +22,11 @@ def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def error_document(message: str) -> dict[str, Any]:
+    """g4f's JSON error body, ``{"error": {"message": message}}``."""
+    return {"error": {"message": message}}
+
+
 @dataclass(frozen=True)
 class Pause:
     """Make the server wait `seconds` before it sends the next item of a reply."""
@@ -170,4 +175,4 @@ class Reply:
     @classmethod
     def http_error(cls, status: int, message: str) -> Reply:
         """An HTTP error with g4f's body, ``{"error": {"message": message}}``."""
-        return cls(status=status, error={"error": {"message": message}})
+        return cls(status=status, error=error_document(message))

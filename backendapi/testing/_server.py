@@ -13,7 +13,7 @@ from typing import Any, final
 from aiohttp import web
 
 from ._recording import RecordedRequest, UploadedFile, record
-from ._replies import MODEL, PROVIDER, Reply, split_tokens
+from ._replies import MODEL, PROVIDER, Reply, error_document, split_tokens
 from ._sending import send_reply
 
 _CONVERSATION_PATH = "/backend-api/v2/conversation"
@@ -39,7 +39,7 @@ def _origin(host: str, ssl_context: ssl.SSLContext | None) -> str:
 
 
 def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message}}, status=status)
+    return web.json_response(error_document(message), status=status)
 
 
 class _CountingSite(web.BaseSite):
