@@ -1,4 +1,5 @@
-"""Sending a reply over an aiohttp connection, with its transport actions between the writes."""
+"""Sending bodies over an aiohttp connection: a scripted reply, with its transport actions
+between the writes, and the create endpoint's plain text."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 
 from aiohttp import web
 
 from ._recording import RecordedRequest
-from ._replies import Cut, Hold, Pause, Reply, Wait
+from ._replies import Cut, Hold, Pause, Reply, Wait, split_tokens
 from ._wire import body_steps, error_body, stream_headers
+
+_TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
 async def send_reply(
@@ -31,6 +35,32 @@ async def send_reply(
     if reply.transfer == "length":
         return await _send_whole(request, reply, recorded)
     return await _send_stream(request, reply, recorded)
+
+
+async def send_text(
+    request: web.Request, text: str, recorded: RecordedRequest
+) -> web.StreamResponse:
+    """Stream `text` as plain text, a token a write, as g4f's create endpoint does.
+
+    A write that finds the connection gone sets ``recorded.disconnected``.
+    """
+    response = web.StreamResponse(headers={"Content-Type": _TEXT_CONTENT_TYPE})
+    await response.prepare(request)
+    with _noting_disconnect(recorded):
+        for token in split_tokens(text):
+            await response.write(token.encode("utf-8"))
+    return response
+
+
+@contextlib.contextmanager
+def _noting_disconnect(recorded: RecordedRequest) -> Iterator[None]:
+    """Set ``recorded.disconnected`` when a write finds the connection gone, and go on."""
+    try:
+        yield
+    except ConnectionResetError:
+        # aiohttp notices the closed connection when finishing the response; raising
+        # here instead would make it log the disconnect as a server error.
+        recorded.disconnected.set()
 
 
 class _CloseDelimitedResponse(web.StreamResponse):
@@ -57,7 +87,7 @@ async def _send_stream(
     else:
         response = web.StreamResponse(status=reply.status, headers=headers)
     await response.prepare(request)
-    try:
+    with _noting_disconnect(recorded):
         for step in body_steps(reply):
             if isinstance(step, bytes):
                 await response.write(step)
@@ -65,10 +95,6 @@ async def _send_stream(
                 await _act(request, step)
                 if isinstance(step, Cut):
                     break  # the rest of the body, the gzip trailer included, never comes
-    except ConnectionResetError:
-        # aiohttp notices the closed connection when finishing the response; raising
-        # here instead would make it log the disconnect as a server error.
-        recorded.disconnected.set()
     return response
 
 
@@ -92,13 +118,11 @@ async def _send_whole(
     response = web.StreamResponse(status=reply.status, headers=stream_headers(reply))
     response.content_length = length
     await response.prepare(request)
-    try:
+    with _noting_disconnect(recorded):
         for piece in pieces:
             await response.write(piece)
         if cut:
             await _cut(request)
-    except ConnectionResetError:
-        recorded.disconnected.set()
     return response
 
 

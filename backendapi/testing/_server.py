@@ -13,11 +13,10 @@ from typing import Any, final
 from aiohttp import web
 
 from ._recording import RecordedRequest, UploadedFile, record
-from ._replies import MODEL, PROVIDER, Reply, error_document, split_tokens
-from ._sending import send_reply
+from ._replies import MODEL, PROVIDER, Reply, error_document
+from ._sending import send_reply, send_text
 
 _CONVERSATION_PATH = "/backend-api/v2/conversation"
-_CREATE_CONTENT_TYPE = "text/plain; charset=utf-8"
 _MEDIA_TYPES = ("image/", "audio/", "video/")
 _VERSION = "8.8.6"
 
@@ -397,14 +396,7 @@ class BackendApiTestServer:
                 # g4f's create endpoint reports errors as "<ExceptionName>: <message>".
                 return _json_error(404, f"ProviderNotFoundError: Provider not found: {provider}")
             text = prompt if self.create_text_reply is None else self.create_text_reply
-            response = web.StreamResponse(headers={"Content-Type": _CREATE_CONTENT_TYPE})
-            await response.prepare(request)
-            try:
-                for token in split_tokens(text):
-                    await response.write(token.encode("utf-8"))
-            except ConnectionResetError:
-                recorded.disconnected.set()
-            return response
+            return await send_text(request, text, recorded)
         finally:
             recorded.finished.set()
 
