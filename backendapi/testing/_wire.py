@@ -1,4 +1,4 @@
-"""A reply's bytes on the wire: event framing, gzip, and the pieces each write sends."""
+"""A reply as bytes: its headers, its error body, its events framed, gzipped and cut into writes."""
 
 from __future__ import annotations
 
