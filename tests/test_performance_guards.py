@@ -23,6 +23,7 @@ import pytest
 
 from backendapi import AsyncBackendApiClient, BackendApiClient, EventDecoder
 from backendapi.testing import BackendApiTestServer, Reply
+from backendapi.testing._wire import encode_event
 
 MiB = 1024 * 1024
 PIECE = 4096
@@ -183,7 +184,7 @@ def test_a_multi_mb_body_reaches_the_decoder_in_network_sized_pieces(
     count = (_run_sync if client_kind == "sync" else _run_async)(backendapi_server)
 
     assert count == len(EVENTS)
-    body = sum(len(Reply(EVENTS, framing=framing)._encode(e)) for e in EVENTS)
+    body = sum(len(encode_event(e, framing)) for e in EVENTS)
     assert body > 8 * 1024 * 1024
     sizes = recorder.sizes
     assert sum(sizes) == body, "every body byte goes through EventDecoder.feed"

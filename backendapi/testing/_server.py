@@ -1,0 +1,447 @@
+"""The test server: its routes, its event loop in a thread, and the site that counts connections."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable, Collection
+from typing import Any, final
+
+from aiohttp import web
+
+from ._recording import RecordedRequest, UploadedFile, record
+from ._replies import MODEL, PROVIDER, Reply, error_document
+from ._sending import send_reply, send_text
+
+_CONVERSATION_PATH = "/backend-api/v2/conversation"
+_MEDIA_TYPES = ("image/", "audio/", "video/")
+_VERSION = "8.8.6"
+
+
+def _is_media(upload: UploadedFile) -> bool:
+    """True for an image, audio or video file, by its Content-Type or else its name."""
+    content_type = upload.content_type.lower()
+    if content_type.startswith(_MEDIA_TYPES):
+        return True
+    guessed, _ = mimetypes.guess_type(upload.filename)
+    return bool(guessed and guessed.startswith(_MEDIA_TYPES))
+
+
+def _origin(host: str, ssl_context: ssl.SSLContext | None) -> str:
+    """``scheme://host`` of a server on `host`, an IPv6 address in brackets."""
+    host = f"[{host}]" if ":" in host else host
+    scheme = "http" if ssl_context is None else "https"
+    return f"{scheme}://{host}"
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response(error_document(message), status=status)
+
+
+class _CountingSite(web.BaseSite):
+    """A TCP site like `web.TCPSite` that counts accepted connections.
+
+    asyncio calls a server's protocol factory once per accepted connection; this site hands
+    `loop.create_server` the runner's factory wrapped so that each call is reported to
+    `on_connection` first.
+    """
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        on_connection: Callable[[], None],
+        *,
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._on_connection = on_connection
+
+    @property
+    def name(self) -> str:
+        """The site's URL, as aiohttp names its sites."""
+        return _origin(self._host, self._ssl_context)
+
+    async def start(self) -> None:
+        """Register the site with its runner and start listening."""
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        on_connection = self._on_connection
+
+        def accept() -> asyncio.BaseProtocol:
+            on_connection()
+            return server()
+
+        self._server = await asyncio.get_running_loop().create_server(
+            accept, self._host, self._port, ssl=self._ssl_context
+        )
+
+
+@final
+class BackendApiTestServer:
+    """A Backend API server on loopback, running its own event loop in a background thread.
+
+    Conversation requests get the queued replies in order (see `reply`), then
+    `default_reply`. ``GET /backend-api/v2/version``, ``/models``, ``/models/<provider>`` and
+    ``/providers`` respond like g4f 8.8.6 with one provider, ``ScriptedProvider``, serving one
+    model, ``scripted-1``; ``/models/<provider>`` responds with 404 ``Provider not found`` for
+    providers other than that one and those in `known_providers`. ``GET
+    /backend-api/v2/create?prompt=...`` responds with plain text, streamed: `create_text_reply`, or
+    the prompt itself when that is None. ``POST /backend-api/v2/files/<bucket_id>`` takes a
+    multipart upload of ``files`` parts and responds like g4f, ``{"bucket_id": ..., "files":
+    [names of documents], "media": [{"name": ...} of images, audio and video]}``. Any other
+    path gets 404. Every request is recorded (see `requests`). Conversation requests
+    rejected with 400 or 404 leave the queued replies alone.
+
+    Args:
+        host: the address to listen on.
+        port: the port to listen on; 0, the default, lets the system pick a free one.
+        known_providers: when given, a conversation request naming a provider outside this
+            collection gets g4f's 404 ``Provider not found``. Requests without a provider
+            are accepted, as g4f then picks one itself.
+        shutdown_timeout: how long `stop` lets open connections finish, in seconds.
+        ssl_context: when given, the server speaks HTTPS with this server-side context
+            (certificate and key loaded, e.g. with ``trustme``) and `url` starts with
+            ``https://``.
+
+    Use it as a context manager, or call `start` and `stop`::
+
+        with BackendApiTestServer() as server:
+            server.reply(Reply.http_error(500, "overloaded"), Reply.answer("Hi"))
+            ...
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        port: int = 0,
+        known_providers: Collection[str] | None = None,
+        shutdown_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        """The port asked for (0: any free one); `port` is the one bound."""
+        self.known_providers = known_providers
+        self.shutdown_timeout = shutdown_timeout
+        #: Serves HTTPS with this context when set (see the ``ssl_context`` argument).
+        self.ssl_context = ssl_context
+        #: Sent in response to conversation requests once the queue filled by `reply` is empty.
+        self.default_reply = Reply.answer("Hello from the test server")
+        #: The text ``GET /backend-api/v2/create`` sends back; None echoes the ``prompt``.
+        self.create_text_reply: str | None = None
+        self._replies: deque[Reply] = deque()
+        self._requests: list[RecordedRequest] = []
+        # Guards _replies and _requests, and wakes wait_for_requests().
+        self._changed = threading.Condition()
+        self._port: int | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._startup_error: BaseException | None = None
+        # Conversation handlers still running, so that stop() can cancel a Hold() at once.
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._connections_accepted = 0
+
+    @property
+    def connections_accepted(self) -> int:
+        """How many TCP connections the server has accepted so far, whether or not they
+        carried a request: sequential streams that share one keep-alive connection count 1.
+        """
+        with self._changed:
+            return self._connections_accepted
+
+    def _count_connection(self) -> None:
+        with self._changed:
+            self._connections_accepted += 1
+            self._changed.notify_all()
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The base URL of the server, without a trailing slash, e.g. http://127.0.0.1:54321.
+
+        It starts with ``https://`` when the server was given an ``ssl_context``.
+        """
+        return f"{_origin(self.host, self.ssl_context)}:{self.port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the requests received so far, in arrival order."""
+        with self._changed:
+            return list(self._requests)
+
+    def reply(self, *replies: Reply) -> None:
+        """Queue replies: each conversation request takes the oldest one left."""
+        with self._changed:
+            self._replies.extend(replies)
+
+    def wait_for_requests(self, count: int, timeout: float | None = 5.0) -> bool:
+        """Block until `count` requests have been recorded; False if `timeout` ran out first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._requests) >= count, timeout)
+
+    def wait_for_connections(self, count: int, timeout: float | None = 5.0) -> bool:
+        """Block until `count` connections have been accepted (see `connections_accepted`);
+        False if `timeout` ran out first.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self._connections_accepted >= count, timeout)
+
+    def start(self) -> None:
+        """Start listening; returns once the server accepts connections.
+
+        Raises whatever prevented the server from starting, e.g. an address already in use.
+        """
+        if self._thread is not None:
+            raise RuntimeError("the server is already started")
+        self._stopping = False
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(loop, ready), name="backendapi-test-server", daemon=True
+        )
+        thread.start()
+        ready.wait()
+        error, self._startup_error = self._startup_error, None
+        if error is not None:
+            thread.join()
+            loop.close()
+            raise error
+        self._thread, self._loop = thread, loop
+
+    def stop(self) -> None:
+        """Stop the server, cancelling replies still being sent. Does nothing if not running."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        self._thread = self._loop = None
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+            self._port = None
+
+    def __enter__(self) -> BackendApiTestServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as exc:
+            self._startup_error = exc
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+
+    async def _listen(self) -> None:
+        runner = web.AppRunner(
+            self._make_app(),
+            # aiohttp >= 3.9 lets a handler run on after its client left; cancelling it is
+            # how a handler blocked in Hold() or Wait() learns about the disconnect.
+            handler_cancellation=True,
+            shutdown_timeout=self.shutdown_timeout,
+            access_log=None,
+        )
+        await runner.setup()
+        try:
+            await _CountingSite(
+                runner,
+                self.host,
+                self._count_connection,
+                port=self.requested_port,
+                ssl_context=self.ssl_context,
+            ).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        # aiohttp cancels the tasks of connections it force-closes without awaiting them; let
+        # them finish now, or closing the loop reports them as destroyed while pending.
+        current = asyncio.current_task()
+        leftovers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    def _make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(_CONVERSATION_PATH, self._handle_conversation)
+        app.router.add_get("/backend-api/v2/version", self._handle_version)
+        app.router.add_get("/backend-api/v2/models", self._handle_models)
+        app.router.add_get("/backend-api/v2/models/{provider}", self._handle_provider_models)
+        app.router.add_get("/backend-api/v2/providers", self._handle_providers)
+        app.router.add_get("/backend-api/v2/create", self._handle_create)
+        app.router.add_post("/backend-api/v2/files/{bucket_id}", self._handle_files)
+        app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
+        return app
+
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        recorded = await record(request)
+        with self._changed:
+            self._requests.append(recorded)
+            self._changed.notify_all()
+        return recorded
+
+    async def _record_finished(self, request: web.Request) -> RecordedRequest:
+        """Record a request whose response takes no waiting: the server is done with it."""
+        recorded = await self._record(request)
+        recorded.finished.set()
+        return recorded
+
+    async def _handle_simple(self, request: web.Request, document: Any) -> web.Response:
+        await self._record_finished(request)
+        return web.json_response(document)
+
+    async def _handle_version(self, request: web.Request) -> web.Response:
+        return await self._handle_simple(request, {"version": _VERSION, "latest_version": _VERSION})
+
+    async def _handle_models(self, request: web.Request) -> web.Response:
+        return await self._handle_simple(request, {PROVIDER: [MODEL]})
+
+    async def _handle_providers(self, request: web.Request) -> web.Response:
+        provider = {
+            "name": PROVIDER,
+            "label": PROVIDER,
+            "parent": None,
+            "image": 0,
+            "audio": 0,
+            "video": 0,
+            "vision": False,
+            "nodriver": False,
+            "hf_space": False,
+            "active_by_default": True,
+            "auth": False,
+            "login_url": None,
+            "live": 0,
+        }
+        return await self._handle_simple(request, [provider])
+
+    def _rejects_provider(self, provider: Any) -> bool:
+        """True when a request names a provider outside `known_providers`, if that is set.
+
+        A request that names none passes: g4f then picks a provider itself.
+        """
+        return (
+            bool(provider)
+            and self.known_providers is not None
+            and provider not in self.known_providers
+        )
+
+    def _is_known_provider(self, provider: str) -> bool:
+        return provider == PROVIDER or (
+            self.known_providers is not None and provider in self.known_providers
+        )
+
+    async def _handle_provider_models(self, request: web.Request) -> web.Response:
+        await self._record_finished(request)
+        provider = request.match_info["provider"]
+        if not self._is_known_provider(provider):
+            return _json_error(404, "Provider not found")
+        model = {
+            "model": MODEL,
+            "label": MODEL,
+            "default": True,
+            "vision": False,
+            "audio": False,
+            "video": False,
+            "image": False,
+            "count": False,
+        }
+        return web.json_response([model])
+
+    async def _handle_create(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        try:
+            prompt = request.query.get("prompt")
+            if not prompt:
+                return _json_error(400, "Missing prompt")
+            provider = request.query.get("provider")
+            if self._rejects_provider(provider):
+                # g4f's create endpoint reports errors as "<ExceptionName>: <message>".
+                return _json_error(404, f"ProviderNotFoundError: Provider not found: {provider}")
+            text = prompt if self.create_text_reply is None else self.create_text_reply
+            return await send_text(request, text, recorded)
+        finally:
+            recorded.finished.set()
+
+    async def _handle_files(self, request: web.Request) -> web.Response:
+        recorded = await self._record_finished(request)
+        documents: list[str] = []
+        media: list[dict[str, str]] = []
+        for upload in recorded.files:
+            if upload.name != "files":
+                continue
+            if _is_media(upload):
+                media.append({"name": upload.filename})
+            else:
+                documents.append(upload.filename)
+        bucket_id = request.match_info["bucket_id"]
+        return web.json_response({"bucket_id": bucket_id, "files": documents, "media": media})
+
+    async def _handle_unknown(self, request: web.Request) -> web.Response:
+        await self._record_finished(request)
+        raise web.HTTPNotFound()
+
+    async def _handle_conversation(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            return await self._respond_to_conversation(request, recorded)
+        except asyncio.CancelledError:
+            # Cancelled either because the client left or because stop() is shutting down.
+            if not self._stopping:
+                recorded.disconnected.set()
+            raise
+        finally:
+            self._handlers.discard(task)
+            recorded.finished.set()
+
+    async def _respond_to_conversation(
+        self, request: web.Request, recorded: RecordedRequest
+    ) -> web.StreamResponse:
+        if recorded.json is None:
+            return _json_error(400, "Invalid JSON data")
+        provider = recorded.json.get("provider") if isinstance(recorded.json, dict) else None
+        if self._rejects_provider(provider):
+            return _json_error(404, "Provider not found")
+        with self._changed:
+            reply = self._replies.popleft() if self._replies else self.default_reply
+        return await send_reply(request, reply, recorded)
