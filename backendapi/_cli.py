@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve-test",
         help="run a scripted test server in the foreground",
         description=(
-            "Run backendapi.testing.BackendApiTestServer, answering every conversation with "
+            "Run backendapi.testing.BackendApiTestServer, responding to every conversation with "
             "TEXT. Its URL is the first line of stdout. Stops on SIGINT or SIGTERM."
         ),
     )
