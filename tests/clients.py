@@ -73,6 +73,8 @@ class Result:
     """The exception the stream raised, or None when it ended normally."""
     client: Any = None
     stream: Any = None
+    entered: Any = None
+    """What ``with``/``async with`` gave for the stream (`use_with`)."""
     on_enter: Any = None
     """What the `on_enter` hook returned."""
     after_stream: Any = None
@@ -168,7 +170,7 @@ def _run_sync(
             result.started = time.monotonic()
             stream = result.stream = client.create(**call)
             if hooks.use_with:
-                with stream:
+                with stream as result.entered:
                     if hooks.on_enter is not None:
                         result.on_enter = hooks.on_enter()
                     for event in stream:
@@ -202,7 +204,7 @@ async def _run_async(
             result.started = time.monotonic()
             stream = result.stream = client.create(**call)
             if hooks.use_with:
-                async with stream:
+                async with stream as result.entered:
                     if hooks.on_enter is not None:
                         result.on_enter = hooks.on_enter()
                     async for event in stream:

@@ -6,10 +6,8 @@ Every test that is not about one client only runs once per client (the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import collections.abc
-import gc
 import hashlib
 import inspect
 import json
@@ -18,12 +16,12 @@ import random
 import subprocess
 import sys
 import threading
-import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
-from clients import MESSAGES, TEST_TIMEOUT, run_stream
+from clients import MESSAGES, run_stream
+from scripted import CONVERSATION_PATH, FINISH, FIRST, SECOND, disconnected, sse
 
 from backendapi import (
     APIConnectionError,
@@ -37,12 +35,13 @@ from backendapi import (
 )
 from backendapi.testing import BackendApiTestServer, Cut, Hold, Pause, Reply, Wait
 
+# Every test fails if it leaves a socket, response, session or connector to the GC.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data"
 TRANSCRIPTS = sorted(DATA.glob("*.sse")) + sorted(DATA.glob("*.ndjson"))
-CONVERSATION_PATH = "/backend-api/v2/conversation"
 TRANSFERS = ("chunked", "close")  # the two ways a streamed body is delimited
-WAIT = 5.0  # seconds to wait for something the server reports; only reached on failure
 
 PROVIDER = {
     "type": "provider",
@@ -53,34 +52,6 @@ PROVIDER = {
         "model": "scripted-1",
     },
 }
-FIRST = {"type": "content", "content": "Hello"}
-SECOND = {"type": "content", "content": " world"}
-FINISH = {"type": "finish", "finish": {"reason": "stop"}}
-
-
-@pytest.fixture(autouse=True)
-def no_resource_warnings() -> Iterator[None]:
-    """Fail a test that leaves a socket, response or session to the garbage collector.
-
-    ``-W error::ResourceWarning`` alone does not: a warning raised in ``__del__`` is
-    only reported by pytest as unraisable, and the test passes.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        yield
-        gc.collect()
-    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    assert leaks == []
-
-
-def sse(event: Dict[str, Any]) -> bytes:
-    """One event in SSE framing, as g4f 8.x sends it."""
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-def disconnected(server: BackendApiTestServer, index: int = 0) -> bool:
-    """Wait until the server saw the client drop request `index`; False after `WAIT` s."""
-    return server.requests[index].disconnected.wait(WAIT)
 
 
 def ndjson_events(path: Path) -> List[Dict[str, Any]]:
@@ -315,32 +286,14 @@ def test_16_mib_event(
     assert digest == hashlib.sha256(big_content.encode()).hexdigest()
 
 
-# --- Closing early -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("how", ["close", "with"])
-def test_early_close_closes_the_connection(
-    client_kind: str, backendapi_server: BackendApiTestServer, how: str
-) -> None:
-    backendapi_server.reply(Reply([FIRST, Hold()]))
-
-    result = run_stream(
-        client_kind,
-        backendapi_server.url,
-        stop_after=1,
-        use_with=how == "with",
-        after_stream=lambda: disconnected(backendapi_server),
-    )
-
-    assert result.error is None
-    assert result.events == [FIRST]
-    assert result.stream.closed
-    assert result.after_stream is True  # before the client itself was closed
+# --- The with block ----------------------------------------------------------------------
 
 
 def test_with_block_sends_the_request_on_entering(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
+    """``with``/``async with client.create(...)`` sends the request on entering and gives
+    the stream itself; leaving the block closes the connection."""
     backendapi_server.reply(Reply([FIRST, Hold()]))
 
     result = run_stream(
@@ -349,11 +302,14 @@ def test_with_block_sends_the_request_on_entering(
         use_with=True,
         on_enter=lambda: len(backendapi_server.requests),
         stop_after=1,
+        after_stream=lambda: disconnected(backendapi_server),
     )
 
     assert result.error is None
     assert result.on_enter == 1
+    assert result.entered is result.stream
     assert result.events == [FIRST]
+    assert result.after_stream is True  # disconnected before the client itself was closed
 
 
 # --- Streams that end too early ----------------------------------------------------------
@@ -564,31 +520,6 @@ def test_create_returns_a_stream_not_a_coroutine(
     else:
         assert isinstance(stream, collections.abc.AsyncIterator)
         assert hasattr(stream, "__aenter__") and hasattr(stream, "__aexit__")
-
-
-def test_async_with_sends_the_request_on_entering(backendapi_server: BackendApiTestServer) -> None:
-    from backendapi import AsyncBackendApiClient
-
-    backendapi_server.reply(Reply([FIRST, Hold()]))
-
-    async def main() -> Dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        async with AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
-            stream = client.create("m", MESSAGES)
-            async with stream as entered:
-                requests_on_entering = len(backendapi_server.requests)
-                first = await entered.__anext__()
-            gone = await loop.run_in_executor(None, disconnected, backendapi_server)
-            return {
-                "same": entered is stream,
-                "requests": requests_on_entering,
-                "first": first.get_dict(),
-                "disconnected": gone,
-            }
-
-    outcome = asyncio.run(main())
-
-    assert outcome == {"same": True, "requests": 1, "first": FIRST, "disconnected": True}
 
 
 PLAIN_SCRIPT = """

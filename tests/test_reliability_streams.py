@@ -52,15 +52,19 @@ STREAM_HEAD = (
 # --- Cancellation: every way of leaving a stream closes its connection -------------------
 
 
-def test_break_then_close_closes_the_connection(
-    client_kind: str, backendapi_server: BackendApiTestServer
+@pytest.mark.parametrize("how", ["break then close", "break out of a with block"])
+def test_leaving_a_stream_early_closes_the_connection(
+    client_kind: str, backendapi_server: BackendApiTestServer, how: str
 ) -> None:
+    """`break`, then ``close()``/``await aclose()``; or `break` out of the loop and so out of
+    a ``with``/``async with client.create(...)`` block."""
     backendapi_server.reply(Reply([FIRST, Hold()]))
 
     result = run_stream(
         client_kind,
         backendapi_server.url,
-        stop_after=1,  # break, then close() / await aclose()
+        use_with=how == "break out of a with block",
+        stop_after=1,
         after_stream=lambda: disconnected(backendapi_server),
     )
 
@@ -68,25 +72,6 @@ def test_break_then_close_closes_the_connection(
     assert result.events == [FIRST]
     assert result.stream.closed
     assert result.after_stream is True  # seen by the server while the client was still open
-
-
-def test_leaving_a_with_block_closes_the_connection(
-    client_kind: str, backendapi_server: BackendApiTestServer
-) -> None:
-    backendapi_server.reply(Reply([FIRST, Hold()]))
-
-    result = run_stream(
-        client_kind,
-        backendapi_server.url,
-        use_with=True,
-        stop_after=1,  # break out of the loop and so out of the block
-        after_stream=lambda: disconnected(backendapi_server),
-    )
-
-    assert result.error is None
-    assert result.events == [FIRST]
-    assert result.stream.closed
-    assert result.after_stream is True
 
 
 class Boom(Exception):
