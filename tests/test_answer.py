@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 
@@ -128,12 +128,6 @@ def test_repr_is_short_and_readable() -> None:
 # Through the clients
 
 
-@pytest.fixture
-def server() -> Iterator[BackendApiTestServer]:
-    with BackendApiTestServer() as test_server:
-        yield test_server
-
-
 def transcript_reply(**options: Any) -> Reply:
     return Reply([event.get_dict() for event in realistic_events()], **options)
 
@@ -167,9 +161,9 @@ def stream_with_snapshots(
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 def test_stream_answer_is_live_during_iteration(
-    kind: str, framing: str, server: BackendApiTestServer
+    kind: str, framing: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(transcript_reply(framing=framing))
+    backendapi_server.reply(transcript_reply(framing=framing))
 
     def snapshot(stream: Any, event: Any) -> Dict[str, Any]:
         answer = stream.answer
@@ -181,7 +175,7 @@ def test_stream_answer_is_live_during_iteration(
             "same": answer is stream.answer,
         }
 
-    snapshots = stream_with_snapshots(kind, server.url, snapshot)
+    snapshots = stream_with_snapshots(kind, backendapi_server.url, snapshot)
     events = realistic_events()
     # At each event, the answer already holds it and everything before it.
     text = ""
@@ -212,10 +206,18 @@ def complete(kind: str, url: str, *args: Any, **kwargs: Any) -> Answer:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_complete_returns_the_whole_answer(kind: str, server: BackendApiTestServer) -> None:
-    server.reply(transcript_reply())
+def test_complete_returns_the_whole_answer(
+    kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(transcript_reply())
     answer = complete(
-        kind, server.url, "scripted-1", MESSAGES, None, "key", provider="ScriptedProvider"
+        kind,
+        backendapi_server.url,
+        "scripted-1",
+        MESSAGES,
+        None,
+        "key",
+        provider="ScriptedProvider",
     )
     assert isinstance(answer, Answer)
     assert answer.text == TEXT + f"\n![a cat]({IMAGE})"
@@ -230,7 +232,7 @@ def test_complete_returns_the_whole_answer(kind: str, server: BackendApiTestServ
     assert answer.usage == {"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11}
     assert answer.reasoning == "thinking about it"
     assert answer.events == len(realistic_events())
-    body = server.requests[0].json
+    body = backendapi_server.requests[0].json
     assert body == {
         "model": "scripted-1",
         "messages": MESSAGES,
@@ -241,14 +243,20 @@ def test_complete_returns_the_whole_answer(kind: str, server: BackendApiTestServ
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_complete_of_the_plain_transcript(kind: str, server: BackendApiTestServer) -> None:
-    server.reply(Reply([event.get_dict() for event in transcript()]))
-    check_transcript_answer(complete(kind, server.url, "scripted-1", MESSAGES), len(transcript()))
+def test_complete_of_the_plain_transcript(
+    kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(Reply([event.get_dict() for event in transcript()]))
+    check_transcript_answer(
+        complete(kind, backendapi_server.url, "scripted-1", MESSAGES), len(transcript())
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_complete_raises_at_an_error_event(kind: str, server: BackendApiTestServer) -> None:
-    server.reply(
+def test_complete_raises_at_an_error_event(
+    kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(
         Reply(
             [
                 {"type": "content", "content": "partial"},
@@ -257,18 +265,18 @@ def test_complete_raises_at_an_error_event(kind: str, server: BackendApiTestServ
         )
     )
     with pytest.raises(StreamError, match="slow down") as caught:
-        complete(kind, server.url, "scripted-1", MESSAGES)
+        complete(kind, backendapi_server.url, "scripted-1", MESSAGES)
     assert caught.value.error_type == "RateLimitError"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 def test_a_held_answer_follows_every_event_of_one_network_read(
-    kind: str, framing: str, server: BackendApiTestServer
+    kind: str, framing: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """Events that arrive together are counted lazily, yet the answer is never behind."""
     pieces = [f"<{i}>" for i in range(300)]
-    server.reply(
+    backendapi_server.reply(
         Reply(
             [{"type": "content", "content": piece} for piece in pieces[:150]]
             + [{"type": "title", "title": "T"}]
@@ -283,7 +291,7 @@ def test_a_held_answer_follows_every_event_of_one_network_read(
             held.append(stream.answer)
         return (held[0].events, held[0].text, held[0].title)
 
-    snapshots = stream_with_snapshots(kind, server.url, snapshot)
+    snapshots = stream_with_snapshots(kind, backendapi_server.url, snapshot)
     texts = ["".join(pieces[:n]) for n in range(151)] + ["".join(pieces[:150])]
     texts += ["".join(pieces[: n + 1]) for n in range(150, 300)]
     expected = [
@@ -295,9 +303,9 @@ def test_a_held_answer_follows_every_event_of_one_network_read(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
-    kind: str, server: BackendApiTestServer
+    kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(Reply([{"type": "content", "content": str(i)} for i in range(500)]))
+    backendapi_server.reply(Reply([{"type": "content", "content": str(i)} for i in range(500)]))
 
     async def read_async(url: str) -> Answer:
         from backendapi import AsyncBackendApiClient
@@ -311,7 +319,7 @@ def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
             return stream.answer
 
     if kind == "sync":
-        with BackendApiClient(server.url, timeout=TIMEOUT) as client:
+        with BackendApiClient(backendapi_server.url, timeout=TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 if event.content == "41":
@@ -320,16 +328,16 @@ def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
             answer = stream.answer
             assert list(stream) == []  # nothing after close
     else:
-        answer = asyncio.run(read_async(server.url))
+        answer = asyncio.run(read_async(backendapi_server.url))
     assert answer.events == 42
     assert answer.text == "".join(str(i) for i in range(42))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_event_type_that_is_no_string_reads_as_one(
-    kind: str, server: BackendApiTestServer
+    kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(
+    backendapi_server.reply(
         Reply(
             [
                 {"type": 7, "value": 1},
@@ -339,16 +347,18 @@ def test_an_event_type_that_is_no_string_reads_as_one(
             ]
         )
     )
-    types = stream_with_snapshots(kind, server.url, lambda stream, event: event and event.type)
+    types = stream_with_snapshots(
+        kind, backendapi_server.url, lambda stream, event: event and event.type
+    )
     assert types == ["7", "content", "None", "content", None]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_loops_and_next_over_one_stream_share_its_position(
-    kind: str, server: BackendApiTestServer
+    kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """Leaving a loop keeps the stream open where it was; the next loop goes on from there."""
-    server.reply(Reply([{"type": "content", "content": str(i)} for i in range(300)]))
+    backendapi_server.reply(Reply([{"type": "content", "content": str(i)} for i in range(300)]))
 
     async def read_async(url: str) -> List[Any]:
         from backendapi import AsyncBackendApiClient
@@ -369,7 +379,7 @@ def test_loops_and_next_over_one_stream_share_its_position(
 
     if kind == "sync":
         seen: List[Any] = []
-        with BackendApiClient(server.url, timeout=TIMEOUT) as client:
+        with BackendApiClient(backendapi_server.url, timeout=TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 seen.append(event.content)
@@ -380,6 +390,6 @@ def test_loops_and_next_over_one_stream_share_its_position(
             seen.extend(event.content for event in stream)
             seen.append((stream.closed, stream.answer.events))
     else:
-        seen = asyncio.run(read_async(server.url))
+        seen = asyncio.run(read_async(backendapi_server.url))
     contents = [str(i) for i in range(300)]
     assert seen == [*contents[:101], False, *contents[101:], (True, 300)]

@@ -8,7 +8,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 
@@ -20,12 +20,6 @@ TIMEOUT = Timeout(connect=5.0, read=10.0)
 MESSAGES = [{"role": "user", "content": "What is this?"}]
 BASE_URL_ENV = "BACKENDAPI_BASE_URL"
 API_KEY_ENV = "BACKENDAPI_API_KEY"
-
-
-@pytest.fixture
-def server() -> Iterator[BackendApiTestServer]:
-    with BackendApiTestServer() as test_server:
-        yield test_server
 
 
 @pytest.fixture(params=KINDS)
@@ -76,57 +70,67 @@ def last(server: BackendApiTestServer) -> RecordedRequest:
 # Plain endpoints
 
 
-def test_version(kind: str, server: BackendApiTestServer) -> None:
-    assert call(kind, server.url, "version") == {"version": "8.8.6", "latest_version": "8.8.6"}
-    assert (last(server).method, last(server).path) == ("GET", "/backend-api/v2/version")
+def test_version(kind: str, backendapi_server: BackendApiTestServer) -> None:
+    assert call(kind, backendapi_server.url, "version") == {
+        "version": "8.8.6",
+        "latest_version": "8.8.6",
+    }
+    assert (last(backendapi_server).method, last(backendapi_server).path) == (
+        "GET",
+        "/backend-api/v2/version",
+    )
 
 
-def test_models(kind: str, server: BackendApiTestServer) -> None:
-    assert call(kind, server.url, "models") == {"ScriptedProvider": ["scripted-1"]}
-    assert last(server).path == "/backend-api/v2/models"
+def test_models(kind: str, backendapi_server: BackendApiTestServer) -> None:
+    assert call(kind, backendapi_server.url, "models") == {"ScriptedProvider": ["scripted-1"]}
+    assert last(backendapi_server).path == "/backend-api/v2/models"
 
 
-def test_models_of_one_provider(kind: str, server: BackendApiTestServer) -> None:
-    models = call(kind, server.url, "models", "ScriptedProvider")
+def test_models_of_one_provider(kind: str, backendapi_server: BackendApiTestServer) -> None:
+    models = call(kind, backendapi_server.url, "models", "ScriptedProvider")
     assert [model["model"] for model in models] == ["scripted-1"]
     assert models[0]["default"] is True
-    assert last(server).path == "/backend-api/v2/models/ScriptedProvider"
+    assert last(backendapi_server).path == "/backend-api/v2/models/ScriptedProvider"
 
 
 def test_models_of_an_unknown_provider_is_a_404_with_the_server_message(
-    kind: str, server: BackendApiTestServer
+    kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     with pytest.raises(APIStatusError) as caught:
-        call(kind, server.url, "models", "NoSuchProvider")
+        call(kind, backendapi_server.url, "models", "NoSuchProvider")
     error = caught.value
     assert error.status_code == 404
     assert "Provider not found" in str(error)
     assert error.message.endswith("Provider not found")
     assert error.body == {"error": {"message": "Provider not found"}}
-    assert last(server).path == "/backend-api/v2/models/NoSuchProvider"
+    assert last(backendapi_server).path == "/backend-api/v2/models/NoSuchProvider"
 
 
-def test_providers(kind: str, server: BackendApiTestServer) -> None:
-    providers = call(kind, server.url, "providers")
+def test_providers(kind: str, backendapi_server: BackendApiTestServer) -> None:
+    providers = call(kind, backendapi_server.url, "providers")
     assert [provider["name"] for provider in providers] == ["ScriptedProvider"]
     assert {"label", "auth", "vision"} <= set(providers[0])
-    assert last(server).path == "/backend-api/v2/providers"
+    assert last(backendapi_server).path == "/backend-api/v2/providers"
 
 
-def test_create_text(kind: str, server: BackendApiTestServer) -> None:
-    text = call(kind, server.url, "create_text", "Hello, wörld", model="m", provider="P")
+def test_create_text(kind: str, backendapi_server: BackendApiTestServer) -> None:
+    text = call(kind, backendapi_server.url, "create_text", "Hello, wörld", model="m", provider="P")
     assert text == "Hello, wörld"  # the test server echoes the prompt by default
-    request = last(server)
+    request = last(backendapi_server)
     assert (request.method, request.path) == ("GET", "/backend-api/v2/create")
     assert request.query == {"prompt": "Hello, wörld", "model": "m", "provider": "P"}
 
 
 def test_create_text_reads_the_whole_streamed_answer(
-    kind: str, server: BackendApiTestServer
+    kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.create_text_reply = "A longer answer, streamed in pieces: ünïcödé 🌍 and more." * 50
-    assert call(kind, server.url, "create_text", "x") == server.create_text_reply
-    assert last(server).query == {"prompt": "x"}
+    backendapi_server.create_text_reply = (
+        "A longer answer, streamed in pieces: ünïcödé 🌍 and more." * 50
+    )
+    assert (
+        call(kind, backendapi_server.url, "create_text", "x") == backendapi_server.create_text_reply
+    )
+    assert last(backendapi_server).query == {"prompt": "x"}
 
 
 def test_create_text_with_an_unknown_provider_is_a_404(kind: str) -> None:
@@ -136,17 +140,17 @@ def test_create_text_with_an_unknown_provider_is_a_404(kind: str) -> None:
         assert caught.value.status_code == 404
 
 
-def test_upload(kind: str, server: BackendApiTestServer, tmp_path: Path) -> None:
+def test_upload(kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path) -> None:
     document = tmp_path / "notes.txt"
     document.write_bytes(b"line one\r\nline two\n")
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
-    answer = call(kind, server.url, "upload", "bucket-1", [document, (png, "cat.png")])
+    answer = call(kind, backendapi_server.url, "upload", "bucket-1", [document, (png, "cat.png")])
     assert answer == {
         "bucket_id": "bucket-1",
         "files": ["notes.txt"],
         "media": [{"name": "cat.png"}],
     }
-    request = last(server)
+    request = last(backendapi_server)
     assert (request.method, request.path) == ("POST", "/backend-api/v2/files/bucket-1")
     assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
     assert [(f.name, f.filename, f.content_type, f.data) for f in request.files] == [
@@ -163,12 +167,14 @@ def big_png(size: int = 300 * 1024) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + body
 
 
-def test_upload_media_sends_a_multipart_form(kind: str, server: BackendApiTestServer) -> None:
+def test_upload_media_sends_a_multipart_form(
+    kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     image = big_png()
     media = [(image, "big.png"), ("https://example.com/cat.jpg", None)]
     events = call(
         kind,
-        server.url,
+        backendapi_server.url,
         "create",
         "gpt-4o",
         MESSAGES,
@@ -179,7 +185,7 @@ def test_upload_media_sends_a_multipart_form(kind: str, server: BackendApiTestSe
         client_upload_media=True,
     )
     assert events[-1].type == "finish"
-    request = last(server)
+    request = last(backendapi_server)
     assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
     body = {
         "model": "gpt-4o",
@@ -198,19 +204,21 @@ def test_upload_media_sends_a_multipart_form(kind: str, server: BackendApiTestSe
     assert request.files[0].data == image
 
 
-def test_upload_media_is_smaller_than_base64_json(kind: str, server: BackendApiTestServer) -> None:
+def test_upload_media_is_smaller_than_base64_json(
+    kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     image = big_png()
     for upload_media in (False, True):
         call(
             kind,
-            server.url,
+            backendapi_server.url,
             "create",
             "gpt-4o",
             MESSAGES,
             [(image, "big.png")],
             client_upload_media=upload_media,
         )
-    as_json, as_form = server.requests
+    as_json, as_form = backendapi_server.requests
     assert as_json.headers["Content-Type"] == "application/json"
     data_uri = as_json.json["media"][0][0]
     assert base64.b64decode(data_uri.split(",", 1)[1]) == image
@@ -221,10 +229,10 @@ def test_upload_media_is_smaller_than_base64_json(kind: str, server: BackendApiT
 
 
 def test_upload_media_without_media_still_sends_the_form(
-    kind: str, server: BackendApiTestServer
+    kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    call(kind, server.url, "create", "m", MESSAGES, client_upload_media=True)
-    request = last(server)
+    call(kind, backendapi_server.url, "create", "m", MESSAGES, client_upload_media=True)
+    request = last(backendapi_server)
     assert request.json == {"model": "m", "messages": MESSAGES, "media": None, "api_key": None}
     assert (request.files, request.media_urls) == ([], [])
 
@@ -233,26 +241,38 @@ def test_upload_media_without_media_still_sends_the_form(
 
 
 def test_environment_gives_base_url_and_api_key(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(BASE_URL_ENV, server.url)
+    monkeypatch.setenv(BASE_URL_ENV, backendapi_server.url)
     monkeypatch.setenv(API_KEY_ENV, "env-key")
     events = call(kind, None, "create", "m", MESSAGES)
     assert events[-1].type == "finish"
-    assert last(server).json["api_key"] == "env-key"
+    assert last(backendapi_server).json["api_key"] == "env-key"
     assert call(kind, None, "version")["version"] == "8.8.6"
 
 
 def test_arguments_win_over_the_environment(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch, refused_url: str
+    kind: str,
+    backendapi_server: BackendApiTestServer,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_url: str,
 ) -> None:
     monkeypatch.setenv(BASE_URL_ENV, refused_url)
     monkeypatch.setenv(API_KEY_ENV, "env-key")
-    call(kind, server.url, "create", "m", MESSAGES, client_api_key="argument-key")
-    assert last(server).json["api_key"] == "argument-key"
+    call(kind, backendapi_server.url, "create", "m", MESSAGES, client_api_key="argument-key")
+    assert last(backendapi_server).json["api_key"] == "argument-key"
     # A key given to the call wins over both.
-    call(kind, server.url, "create", "m", MESSAGES, None, "call-key", client_api_key="argument-key")
-    assert last(server).json["api_key"] == "call-key"
+    call(
+        kind,
+        backendapi_server.url,
+        "create",
+        "m",
+        MESSAGES,
+        None,
+        "call-key",
+        client_api_key="argument-key",
+    )
+    assert last(backendapi_server).json["api_key"] == "call-key"
 
 
 def test_environment_base_url_is_really_used(
@@ -265,20 +285,20 @@ def test_environment_base_url_is_really_used(
 
 
 def test_empty_environment_variables_are_ignored(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(API_KEY_ENV, "")
-    call(kind, server.url, "create", "m", MESSAGES)
-    assert last(server).json["api_key"] is None
+    call(kind, backendapi_server.url, "create", "m", MESSAGES)
+    assert last(backendapi_server).json["api_key"] is None
 
 
 def test_no_environment_means_no_key(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     monkeypatch.delenv(BASE_URL_ENV, raising=False)
-    call(kind, server.url, "create", "m", MESSAGES)
-    assert last(server).json["api_key"] is None
+    call(kind, backendapi_server.url, "create", "m", MESSAGES)
+    assert last(backendapi_server).json["api_key"] is None
     client = BackendApiClient()
     assert client.base_url == "http://localhost:8080"
     client.close()
