@@ -7,25 +7,22 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import pytest
+from clients import MESSAGES, TEST_TIMEOUT, call
 
 from backendapi import (
     Answer,
     BackendApiClient,
     RawResponse,
     StreamError,
-    Timeout,
     decode,
 )
 from backendapi.testing import BackendApiTestServer, Reply
 
-KINDS = ("sync", "async")
-TIMEOUT = Timeout(connect=5.0, read=10.0)
 # Every stream here runs with the compiled batch steps and with the Python ones.
 pytestmark = pytest.mark.usefixtures("compiled_or_python")
 
 DATA = Path(__file__).parent / "data"
 TRANSCRIPT = DATA / "g4f-8.8.6-conversation.sse"
-MESSAGES = [{"role": "user", "content": "Hello"}]
 TEXT = "Hello, w\u00f6rld \U0001f30d\u2028!"
 STATE = {"ScriptedProvider": {"conversation_id": "c-123", "message_id": "m-1"}}
 IMAGE = "https://example.com/cat.png"
@@ -138,7 +135,7 @@ def stream_with_snapshots(
     """Iterate one stream; call `snapshot(stream, event)` at every event; return the results."""
     results: List[Any] = []
     if kind == "sync":
-        with BackendApiClient(url, timeout=TIMEOUT) as client:
+        with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 results.append(snapshot(stream, event))
@@ -148,7 +145,7 @@ def stream_with_snapshots(
     async def main() -> None:
         from backendapi import AsyncBackendApiClient
 
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             async for event in stream:
                 results.append(snapshot(stream, event))
@@ -158,10 +155,9 @@ def stream_with_snapshots(
     return results
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 def test_stream_answer_is_live_during_iteration(
-    kind: str, framing: str, backendapi_server: BackendApiTestServer
+    client_kind: str, framing: str, backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(transcript_reply(framing=framing))
 
@@ -175,7 +171,7 @@ def test_stream_answer_is_live_during_iteration(
             "same": answer is stream.answer,
         }
 
-    snapshots = stream_with_snapshots(kind, backendapi_server.url, snapshot)
+    snapshots = stream_with_snapshots(client_kind, backendapi_server.url, snapshot)
     events = realistic_events()
     # At each event, the answer already holds it and everything before it.
     text = ""
@@ -192,26 +188,16 @@ def test_stream_answer_is_live_during_iteration(
 
 
 def complete(kind: str, url: str, *args: Any, **kwargs: Any) -> Answer:
-    if kind == "sync":
-        with BackendApiClient(url, timeout=TIMEOUT) as client:
-            return client.complete(*args, **kwargs)
-
-    async def main() -> Answer:
-        from backendapi import AsyncBackendApiClient
-
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
-            return await client.complete(*args, **kwargs)
-
-    return asyncio.run(main())
+    answer: Answer = call(kind, url, "complete", *args, **kwargs)
+    return answer
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_complete_returns_the_whole_answer(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(transcript_reply())
     answer = complete(
-        kind,
+        client_kind,
         backendapi_server.url,
         "scripted-1",
         MESSAGES,
@@ -242,19 +228,17 @@ def test_complete_returns_the_whole_answer(
     }
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_complete_of_the_plain_transcript(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(Reply([event.get_dict() for event in transcript()]))
     check_transcript_answer(
-        complete(kind, backendapi_server.url, "scripted-1", MESSAGES), len(transcript())
+        complete(client_kind, backendapi_server.url, "scripted-1", MESSAGES), len(transcript())
     )
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_complete_raises_at_an_error_event(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(
         Reply(
@@ -265,14 +249,13 @@ def test_complete_raises_at_an_error_event(
         )
     )
     with pytest.raises(StreamError, match="slow down") as caught:
-        complete(kind, backendapi_server.url, "scripted-1", MESSAGES)
+        complete(client_kind, backendapi_server.url, "scripted-1", MESSAGES)
     assert caught.value.error_type == "RateLimitError"
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 def test_a_held_answer_follows_every_event_of_one_network_read(
-    kind: str, framing: str, backendapi_server: BackendApiTestServer
+    client_kind: str, framing: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """Events that arrive together are counted lazily, yet the answer is never behind."""
     pieces = [f"<{i}>" for i in range(300)]
@@ -291,7 +274,7 @@ def test_a_held_answer_follows_every_event_of_one_network_read(
             held.append(stream.answer)
         return (held[0].events, held[0].text, held[0].title)
 
-    snapshots = stream_with_snapshots(kind, backendapi_server.url, snapshot)
+    snapshots = stream_with_snapshots(client_kind, backendapi_server.url, snapshot)
     texts = ["".join(pieces[:n]) for n in range(151)] + ["".join(pieces[:150])]
     texts += ["".join(pieces[: n + 1]) for n in range(150, 300)]
     expected = [
@@ -301,16 +284,15 @@ def test_a_held_answer_follows_every_event_of_one_network_read(
     assert snapshots[-1] == (301, "".join(pieces), "T")
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(Reply([{"type": "content", "content": str(i)} for i in range(500)]))
 
     async def read_async(url: str) -> Answer:
         from backendapi import AsyncBackendApiClient
 
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             async for event in stream:
                 if event.content == "41":
@@ -318,8 +300,8 @@ def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
             await stream.aclose()
             return stream.answer
 
-    if kind == "sync":
-        with BackendApiClient(backendapi_server.url, timeout=TIMEOUT) as client:
+    if client_kind == "sync":
+        with BackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 if event.content == "41":
@@ -333,9 +315,8 @@ def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
     assert answer.text == "".join(str(i) for i in range(42))
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_an_event_type_that_is_no_string_reads_as_one(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(
         Reply(
@@ -348,14 +329,13 @@ def test_an_event_type_that_is_no_string_reads_as_one(
         )
     )
     types = stream_with_snapshots(
-        kind, backendapi_server.url, lambda stream, event: event and event.type
+        client_kind, backendapi_server.url, lambda stream, event: event and event.type
     )
     assert types == ["7", "content", "None", "content", None]
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_loops_and_next_over_one_stream_share_its_position(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """Leaving a loop keeps the stream open where it was; the next loop goes on from there."""
     backendapi_server.reply(Reply([{"type": "content", "content": str(i)} for i in range(300)]))
@@ -364,7 +344,7 @@ def test_loops_and_next_over_one_stream_share_its_position(
         from backendapi import AsyncBackendApiClient
 
         seen: List[Any] = []
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             async for event in stream:
                 seen.append(event.content)
@@ -377,9 +357,9 @@ def test_loops_and_next_over_one_stream_share_its_position(
             seen.append((stream.closed, stream.answer.events))
         return seen
 
-    if kind == "sync":
+    if client_kind == "sync":
         seen: List[Any] = []
-        with BackendApiClient(backendapi_server.url, timeout=TIMEOUT) as client:
+        with BackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 seen.append(event.content)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 import pytest
+from clients import TEST_TIMEOUT
 
 from backendapi import (
     Answer,
@@ -23,12 +24,9 @@ from backendapi import (
     InvalidInputError,
     RawResponse,
     StreamError,
-    Timeout,
 )
 from backendapi.testing import BackendApiTestServer, Cut, Reply
 
-KINDS = ("sync", "async")
-TIMEOUT = Timeout(connect=5.0, read=10.0)
 SYSTEM = {"role": "system", "content": "Be brief"}
 AnyChat = Union[Chat, AsyncChat]
 
@@ -42,7 +40,7 @@ class Side:
 
     def __init__(self, kind: str, url: str, **options: Any) -> None:
         self.kind = kind
-        options = {"timeout": TIMEOUT, "max_retries": 0, **options}
+        options = {"timeout": TEST_TIMEOUT, "max_retries": 0, **options}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.client: Any
         if kind == "sync":
@@ -107,9 +105,9 @@ class Side:
             loop.close()
 
 
-@pytest.fixture(params=KINDS)
-def side(request: pytest.FixtureRequest, backendapi_server: BackendApiTestServer) -> Iterator[Side]:
-    client_side = Side(str(request.param), backendapi_server.url)
+@pytest.fixture
+def side(client_kind: str, backendapi_server: BackendApiTestServer) -> Iterator[Side]:
+    client_side = Side(client_kind, backendapi_server.url)
     try:
         yield client_side
     finally:

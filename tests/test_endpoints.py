@@ -2,64 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
-import socket
 from pathlib import Path
-from typing import Any, Dict, Optional
 
 import pytest
+from clients import call
 
-from backendapi import APIConnectionError, APIStatusError, BackendApiClient, Timeout
+from backendapi import APIConnectionError, APIStatusError, BackendApiClient
 from backendapi.testing import BackendApiTestServer, RecordedRequest
 
-KINDS = ("sync", "async")
-TIMEOUT = Timeout(connect=5.0, read=10.0)
 MESSAGES = [{"role": "user", "content": "What is this?"}]
 BASE_URL_ENV = "BACKENDAPI_BASE_URL"
 API_KEY_ENV = "BACKENDAPI_API_KEY"
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def refused_url() -> str:
-    """A loopback URL where nothing listens: the port was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def call(kind: str, url: Optional[str], method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call ``client.<method>(*args, **kwargs)`` on a fresh `kind` client; streams are read.
-
-    `url` None leaves the client's base URL to the environment. Keyword arguments
-    starting with ``client_`` go to the client's constructor instead.
-    """
-    options: Dict[str, Any] = {"timeout": TIMEOUT, "max_retries": 0}
-    for name in [name for name in kwargs if name.startswith("client_")]:
-        options[name[len("client_") :]] = kwargs.pop(name)
-    if kind == "sync":
-        with BackendApiClient(url, **options) as client:
-            result = getattr(client, method)(*args, **kwargs)
-            return list(result) if method == "create" else result
-
-    async def main() -> Any:
-        from backendapi import AsyncBackendApiClient
-
-        async with AsyncBackendApiClient(url, **options) as client:
-            result = getattr(client, method)(*args, **kwargs)
-            if method == "create":
-                return [event async for event in result]
-            return await result
-
-    return asyncio.run(main())
 
 
 def last(server: BackendApiTestServer) -> RecordedRequest:
@@ -70,8 +26,8 @@ def last(server: BackendApiTestServer) -> RecordedRequest:
 # Plain endpoints
 
 
-def test_version(kind: str, backendapi_server: BackendApiTestServer) -> None:
-    assert call(kind, backendapi_server.url, "version") == {
+def test_version(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    assert call(client_kind, backendapi_server.url, "version") == {
         "version": "8.8.6",
         "latest_version": "8.8.6",
     }
@@ -81,23 +37,25 @@ def test_version(kind: str, backendapi_server: BackendApiTestServer) -> None:
     )
 
 
-def test_models(kind: str, backendapi_server: BackendApiTestServer) -> None:
-    assert call(kind, backendapi_server.url, "models") == {"ScriptedProvider": ["scripted-1"]}
+def test_models(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    assert call(client_kind, backendapi_server.url, "models") == {
+        "ScriptedProvider": ["scripted-1"]
+    }
     assert last(backendapi_server).path == "/backend-api/v2/models"
 
 
-def test_models_of_one_provider(kind: str, backendapi_server: BackendApiTestServer) -> None:
-    models = call(kind, backendapi_server.url, "models", "ScriptedProvider")
+def test_models_of_one_provider(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    models = call(client_kind, backendapi_server.url, "models", "ScriptedProvider")
     assert [model["model"] for model in models] == ["scripted-1"]
     assert models[0]["default"] is True
     assert last(backendapi_server).path == "/backend-api/v2/models/ScriptedProvider"
 
 
 def test_models_of_an_unknown_provider_is_a_404_with_the_server_message(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     with pytest.raises(APIStatusError) as caught:
-        call(kind, backendapi_server.url, "models", "NoSuchProvider")
+        call(client_kind, backendapi_server.url, "models", "NoSuchProvider")
     error = caught.value
     assert error.status_code == 404
     assert "Provider not found" in str(error)
@@ -106,15 +64,17 @@ def test_models_of_an_unknown_provider_is_a_404_with_the_server_message(
     assert last(backendapi_server).path == "/backend-api/v2/models/NoSuchProvider"
 
 
-def test_providers(kind: str, backendapi_server: BackendApiTestServer) -> None:
-    providers = call(kind, backendapi_server.url, "providers")
+def test_providers(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    providers = call(client_kind, backendapi_server.url, "providers")
     assert [provider["name"] for provider in providers] == ["ScriptedProvider"]
     assert {"label", "auth", "vision"} <= set(providers[0])
     assert last(backendapi_server).path == "/backend-api/v2/providers"
 
 
-def test_create_text(kind: str, backendapi_server: BackendApiTestServer) -> None:
-    text = call(kind, backendapi_server.url, "create_text", "Hello, wörld", model="m", provider="P")
+def test_create_text(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    text = call(
+        client_kind, backendapi_server.url, "create_text", "Hello, wörld", model="m", provider="P"
+    )
     assert text == "Hello, wörld"  # the test server echoes the prompt by default
     request = last(backendapi_server)
     assert (request.method, request.path) == ("GET", "/backend-api/v2/create")
@@ -122,29 +82,32 @@ def test_create_text(kind: str, backendapi_server: BackendApiTestServer) -> None
 
 
 def test_create_text_reads_the_whole_streamed_answer(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.create_text_reply = (
         "A longer answer, streamed in pieces: ünïcödé 🌍 and more." * 50
     )
     assert (
-        call(kind, backendapi_server.url, "create_text", "x") == backendapi_server.create_text_reply
+        call(client_kind, backendapi_server.url, "create_text", "x")
+        == backendapi_server.create_text_reply
     )
     assert last(backendapi_server).query == {"prompt": "x"}
 
 
-def test_create_text_with_an_unknown_provider_is_a_404(kind: str) -> None:
+def test_create_text_with_an_unknown_provider_is_a_404(client_kind: str) -> None:
     with BackendApiTestServer(known_providers={"OpenaiChat"}) as server:
         with pytest.raises(APIStatusError, match="Provider not found") as caught:
-            call(kind, server.url, "create_text", "x", provider="Nope")
+            call(client_kind, server.url, "create_text", "x", provider="Nope")
         assert caught.value.status_code == 404
 
 
-def test_upload(kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path) -> None:
+def test_upload(client_kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path) -> None:
     document = tmp_path / "notes.txt"
     document.write_bytes(b"line one\r\nline two\n")
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
-    answer = call(kind, backendapi_server.url, "upload", "bucket-1", [document, (png, "cat.png")])
+    answer = call(
+        client_kind, backendapi_server.url, "upload", "bucket-1", [document, (png, "cat.png")]
+    )
     assert answer == {
         "bucket_id": "bucket-1",
         "files": ["notes.txt"],
@@ -168,12 +131,12 @@ def big_png(size: int = 300 * 1024) -> bytes:
 
 
 def test_upload_media_sends_a_multipart_form(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     image = big_png()
     media = [(image, "big.png"), ("https://example.com/cat.jpg", None)]
     events = call(
-        kind,
+        client_kind,
         backendapi_server.url,
         "create",
         "gpt-4o",
@@ -205,12 +168,12 @@ def test_upload_media_sends_a_multipart_form(
 
 
 def test_upload_media_is_smaller_than_base64_json(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     image = big_png()
     for upload_media in (False, True):
         call(
-            kind,
+            client_kind,
             backendapi_server.url,
             "create",
             "gpt-4o",
@@ -229,9 +192,9 @@ def test_upload_media_is_smaller_than_base64_json(
 
 
 def test_upload_media_without_media_still_sends_the_form(
-    kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    call(kind, backendapi_server.url, "create", "m", MESSAGES, client_upload_media=True)
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES, client_upload_media=True)
     request = last(backendapi_server)
     assert request.json == {"model": "m", "messages": MESSAGES, "media": None, "api_key": None}
     assert (request.files, request.media_urls) == ([], [])
@@ -241,29 +204,29 @@ def test_upload_media_without_media_still_sends_the_form(
 
 
 def test_environment_gives_base_url_and_api_key(
-    kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    client_kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(BASE_URL_ENV, backendapi_server.url)
     monkeypatch.setenv(API_KEY_ENV, "env-key")
-    events = call(kind, None, "create", "m", MESSAGES)
+    events = call(client_kind, None, "create", "m", MESSAGES)
     assert events[-1].type == "finish"
     assert last(backendapi_server).json["api_key"] == "env-key"
-    assert call(kind, None, "version")["version"] == "8.8.6"
+    assert call(client_kind, None, "version")["version"] == "8.8.6"
 
 
 def test_arguments_win_over_the_environment(
-    kind: str,
+    client_kind: str,
     backendapi_server: BackendApiTestServer,
     monkeypatch: pytest.MonkeyPatch,
     refused_url: str,
 ) -> None:
     monkeypatch.setenv(BASE_URL_ENV, refused_url)
     monkeypatch.setenv(API_KEY_ENV, "env-key")
-    call(kind, backendapi_server.url, "create", "m", MESSAGES, client_api_key="argument-key")
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES, client_api_key="argument-key")
     assert last(backendapi_server).json["api_key"] == "argument-key"
     # A key given to the call wins over both.
     call(
-        kind,
+        client_kind,
         backendapi_server.url,
         "create",
         "m",
@@ -276,28 +239,28 @@ def test_arguments_win_over_the_environment(
 
 
 def test_environment_base_url_is_really_used(
-    kind: str, monkeypatch: pytest.MonkeyPatch, refused_url: str
+    client_kind: str, monkeypatch: pytest.MonkeyPatch, refused_url: str
 ) -> None:
     monkeypatch.setenv(BASE_URL_ENV, refused_url)
     with pytest.raises(APIConnectionError) as caught:
-        call(kind, None, "version")
+        call(client_kind, None, "version")
     assert caught.value.url is not None and caught.value.url.startswith(refused_url)
 
 
 def test_empty_environment_variables_are_ignored(
-    kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    client_kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(API_KEY_ENV, "")
-    call(kind, backendapi_server.url, "create", "m", MESSAGES)
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES)
     assert last(backendapi_server).json["api_key"] is None
 
 
 def test_no_environment_means_no_key(
-    kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    client_kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     monkeypatch.delenv(BASE_URL_ENV, raising=False)
-    call(kind, backendapi_server.url, "create", "m", MESSAGES)
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES)
     assert last(backendapi_server).json["api_key"] is None
     client = BackendApiClient()
     assert client.base_url == "http://localhost:8080"
