@@ -20,13 +20,13 @@ import json
 from typing import Any, List, Tuple
 
 import pytest
+from clients import MESSAGES
 
 from backendapi import AsyncBackendApiClient, BackendApiClient, EventDecoder
 from backendapi.testing import BackendApiTestServer, Reply
 
 MiB = 1024 * 1024
 PIECE = 4096
-MESSAGES = [{"role": "user", "content": "Hello"}]
 
 
 class CountingBuffer(bytearray):
