@@ -25,7 +25,7 @@ import weakref
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from clients import MESSAGES, TEST_TIMEOUT, in_thread, run_stream
+from clients import MESSAGES, TEST_TIMEOUT, in_thread, run_stream, run_turns
 from leaks import recorded_leaks
 from loopback import RawServer
 from scripted import FINISH, FIRST, SECOND, WAIT, chunk, disconnected, sse
@@ -125,39 +125,30 @@ def test_dropping_an_unfinished_stream_closes_the_connection(
         cycle["self"] = cycle
         return cycle
 
+    def drop(streams: List[Any]) -> Dict[str, bool]:
+        """Drop the only reference to the stream in ``streams`` (held as `held_by` says),
+        then collect garbage: whether the stream was freed, and open until then."""
+        collected = weakref.ref(streams[0])
+        holder = hold(streams.pop())
+        open_before = not backendapi_server.requests[0].disconnected.is_set()
+        del holder
+        gc.collect()
+        return {"collected": collected() is None, "open before": open_before}
+
     def sync() -> Dict[str, Any]:
         with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            stream = client.create("m", MESSAGES)
-            first = next(stream).get_dict()
-            collected = weakref.ref(stream)
-            holder = hold(stream)
-            del stream
-            open_before = not backendapi_server.requests[0].disconnected.is_set()
-            del holder
-            gc.collect()
-            return {
-                "first": first,
-                "collected": collected() is None,
-                "open before": open_before,
-                "disconnected": disconnected(backendapi_server),
-            }
+            streams = [client.create("m", MESSAGES)]
+            first = next(streams[0]).get_dict()
+            dropped = drop(streams)  # while the client is open
+            return {"first": first, **dropped, "disconnected": disconnected(backendapi_server)}
 
     async def asynchronous() -> Dict[str, Any]:
         async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            stream = client.create("m", MESSAGES)
-            first = (await stream.__anext__()).get_dict()
-            collected = weakref.ref(stream)
-            holder = hold(stream)
-            del stream
-            open_before = not backendapi_server.requests[0].disconnected.is_set()
-            del holder
-            gc.collect()
-            return {
-                "first": first,
-                "collected": collected() is None,
-                "open before": open_before,
-                "disconnected": await in_thread(disconnected, backendapi_server),
-            }
+            streams = [client.create("m", MESSAGES)]
+            first = (await streams[0].__anext__()).get_dict()
+            dropped = drop(streams)  # while the client is open and its loop runs
+            gone = await in_thread(disconnected, backendapi_server)
+            return {"first": first, **dropped, "disconnected": gone}
 
     outcome = sync() if client_kind == "sync" else asyncio.run(asynchronous())
 
@@ -238,38 +229,10 @@ def test_async_client_dropped_unclosed_inside_its_loop_leaks_nothing(
         assert disconnected(backendapi_server)
 
 
-def test_async_client_keeps_working_across_two_asyncio_runs(
-    backendapi_server: BackendApiTestServer,
-) -> None:
-    """Scripts and notebooks call ``asyncio.run`` once per question: the client makes a new
-    session for the new loop (what it leaks doing so is for the next tests to judge)."""
-    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
-    client = AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT)
-
-    async def use() -> List[Dict[str, Any]]:
-        return [event.get_dict() async for event in client.create("m", MESSAGES)]
-
-    async def use_then_close() -> List[Dict[str, Any]]:
-        try:
-            return await use()
-        finally:
-            await client.aclose()
-
-    with recorded_leaks():
-        results = [asyncio.run(use()), asyncio.run(use_then_close())]
-
-    assert results == [[FIRST, SECOND, FINISH]] * 2
-    assert len(backendapi_server.requests) == 2
-
-
-def test_second_asyncio_run_closes_the_first_runs_connections(
-    backendapi_server: BackendApiTestServer,
-) -> None:
-    """The session made in the first ``asyncio.run`` is dropped when the second run needs a
-    new one. Its loop is closed by then, yet its pooled keep-alive connection must still be
-    closed, not left to the garbage collector (an "unclosed socket" ResourceWarning)."""
-    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
-    client = AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT)
+def stream_in_two_asyncio_runs(url: str) -> Tuple[List[List[Dict[str, Any]]], List[str]]:
+    """One `AsyncBackendApiClient` streams in an ``asyncio.run``, then in a second one that
+    also closes it: the events of each run, and what leaked (`recorded_leaks`)."""
+    client = AsyncBackendApiClient(url, timeout=TEST_TIMEOUT)
 
     async def use() -> List[Dict[str, Any]]:
         return [event.get_dict() async for event in client.create("m", MESSAGES)]
@@ -282,6 +245,31 @@ def test_second_asyncio_run_closes_the_first_runs_connections(
 
     with recorded_leaks() as leaks:
         results = [asyncio.run(use()), asyncio.run(use_then_close())]
+    return results, leaks
+
+
+def test_async_client_keeps_working_across_two_asyncio_runs(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    """Scripts and notebooks call ``asyncio.run`` once per question: the client makes a new
+    session for the new loop (what it leaks doing so is for the next test to judge)."""
+    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
+
+    results, _ = stream_in_two_asyncio_runs(backendapi_server.url)
+
+    assert results == [[FIRST, SECOND, FINISH]] * 2
+    assert len(backendapi_server.requests) == 2
+
+
+def test_second_asyncio_run_closes_the_first_runs_connections(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    """The session made in the first ``asyncio.run`` is dropped when the second run needs a
+    new one. Its loop is closed by then, yet its pooled keep-alive connection must still be
+    closed, not left to the garbage collector (an "unclosed socket" ResourceWarning)."""
+    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
+
+    results, leaks = stream_in_two_asyncio_runs(backendapi_server.url)
 
     assert results == [[FIRST, SECOND, FINISH]] * 2
     assert leaks == []
@@ -309,27 +297,6 @@ def test_async_client_dropped_after_its_loop_closed_leaks_nothing(
 # --- Connection reuse --------------------------------------------------------------------
 
 
-def stream_sequentially(kind: str, url: str, count: int, **create: Any) -> List[Any]:
-    """Read `count` streams to their end, one after the other, on one client."""
-
-    def sync() -> List[Any]:
-        with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            return [
-                [event.get_dict() for event in client.create("m", MESSAGES, **create)]
-                for _ in range(count)
-            ]
-
-    async def asynchronous() -> List[Any]:
-        results = []
-        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            for _ in range(count):
-                stream = client.create("m", MESSAGES, **create)
-                results.append([event.get_dict() async for event in stream])
-        return results
-
-    return sync() if kind == "sync" else asyncio.run(asynchronous())
-
-
 @pytest.mark.parametrize(
     ("transfer", "gzip", "connections"),
     [("chunked", False, 1), ("chunked", True, 1), ("length", False, 1), ("close", False, 5)],
@@ -350,9 +317,9 @@ def test_sequential_streams_reuse_one_keep_alive_connection(
     """
     backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH], transfer=transfer, gzip=gzip)
 
-    results = stream_sequentially(client_kind, backendapi_server.url, 5)
+    turns = run_turns(client_kind, backendapi_server.url, [lambda: None] * 5)
 
-    assert results == [[FIRST, SECOND, FINISH]] * 5
+    assert [(turn.events, turn.error) for turn in turns] == [([FIRST, SECOND, FINISH], None)] * 5
     assert len(backendapi_server.requests) == 5
     assert backendapi_server.connections_accepted == connections
 
