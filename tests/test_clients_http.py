@@ -327,34 +327,6 @@ def test_chunked_body_cut_raises(
     assert isinstance(result.error, IncompleteStreamError)
 
 
-@pytest.mark.parametrize(
-    "tail",
-    [b'event: content\ndata: {"type": "content", "cont', b'{"type": "content", "cont'],
-    ids=["sse", "ndjson"],
-)
-def test_close_delimited_body_ending_mid_event_raises(
-    client_kind: str, backendapi_server: BackendApiTestServer, tail: bytes
-) -> None:
-    backendapi_server.reply(Reply([sse(FIRST), tail], transfer="close"))
-
-    result = run_stream(client_kind, backendapi_server.url)
-
-    assert result.events == [FIRST]
-    assert isinstance(result.error, IncompleteStreamError)
-
-
-def test_close_delimited_body_ending_before_the_blank_line_raises(
-    client_kind: str, backendapi_server: BackendApiTestServer
-) -> None:
-    tail = b'event: content\ndata: {"type": "content", "content": "x"}\n'
-    backendapi_server.reply(Reply([sse(FIRST), tail], transfer="close"))
-
-    result = run_stream(client_kind, backendapi_server.url)
-
-    assert result.events == [FIRST]
-    assert isinstance(result.error, IncompleteStreamError)
-
-
 @pytest.mark.parametrize("transfer", ["chunked", "close"])
 def test_done_ends_the_stream_without_waiting_for_the_connection(
     client_kind: str, backendapi_server: BackendApiTestServer, transfer: str
