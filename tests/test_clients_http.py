@@ -69,7 +69,8 @@ def transcript_events(path: Path) -> List[Dict[str, Any]]:
 
 
 def test_sse_transcripts_carry_the_ndjson_events() -> None:
-    """The premise of test_transcript: both framings of a transcript hold the same events."""
+    """The premise of test_every_transcript_arrives_whole_however_it_is_served: both
+    framings of a transcript hold the same events."""
     for path in DATA.glob("*.sse"):
         data_lines = [
             line[len(b"data: ") :]
@@ -86,7 +87,7 @@ SERVINGS = [
 
 @pytest.mark.parametrize("serving", SERVINGS)
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda path: path.name)
-def test_transcript(
+def test_every_transcript_arrives_whole_however_it_is_served(
     client_kind: str, backendapi_server: BackendApiTestServer, path: Path, serving: str
 ) -> None:
     framing, transfer = serving.split("-")
@@ -110,7 +111,7 @@ def test_transcript(
     assert result.stream.closed
 
 
-def test_events_split_across_reads_with_every_sse_feature(
+def test_events_split_across_reads_with_every_sse_feature_arrive_whole(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """CRLF and CR line ends, comments, id/retry, multi-line data and raw UTF-8, 3 bytes a write."""
@@ -135,7 +136,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 JPEG = b"\xff\xd8\xff\xe0" + b"not really a jpeg"
 
 
-def test_request(client_kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path) -> None:
+def test_the_request_carries_the_call_exactly(
+    client_kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path
+) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(JPEG)
     messages = [
@@ -174,7 +177,9 @@ def test_request(client_kind: str, backendapi_server: BackendApiTestServer, tmp_
     }
 
 
-def test_request_defaults(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_the_request_has_no_media_and_the_client_key_by_default(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     result = run_stream(
         client_kind, backendapi_server.url, "", client_options={"api_key": "sk-client"}
     )
@@ -264,7 +269,7 @@ def big_content() -> str:
 
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 @pytest.mark.parametrize("transfer", ["chunked", "close"])
-def test_16_mib_event(
+def test_a_16_mib_event_arrives_intact(
     client_kind: str,
     backendapi_server: BackendApiTestServer,
     big_content: str,
@@ -316,7 +321,7 @@ def test_with_block_sends_the_request_on_entering(
 
 
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
-def test_chunked_body_cut_raises(
+def test_a_chunked_body_cut_after_an_event_raises_incomplete_stream(
     client_kind: str, backendapi_server: BackendApiTestServer, framing: str
 ) -> None:
     backendapi_server.reply(Reply([FIRST, Cut()], framing=framing))
@@ -345,7 +350,9 @@ def test_done_ends_the_stream_without_waiting_for_the_connection(
 # --- Errors ------------------------------------------------------------------------------
 
 
-def test_http_404(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_http_404_raises_a_status_error_with_the_servers_message(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     backendapi_server.reply(Reply.http_error(404, "Provider not found"))
 
     result = run_stream(client_kind, backendapi_server.url, provider="Nope")
@@ -356,7 +363,9 @@ def test_http_404(client_kind: str, backendapi_server: BackendApiTestServer) -> 
     assert "Provider not found" in str(result.error)
 
 
-def test_http_500_with_html(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_http_500_with_an_html_page_raises_a_status_error_quoting_it(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     # Every attempt gets the page, however often the client retries a 500.
     backendapi_server.default_reply = Reply(
         status=500, error="<html><body>Bad gateway</body></html>", content_type="text/html"
@@ -370,7 +379,9 @@ def test_http_500_with_html(client_kind: str, backendapi_server: BackendApiTestS
     assert "Bad gateway" in str(result.error)
 
 
-def test_connection_refused(client_kind: str, refused_url: str) -> None:
+def test_a_refused_connection_raises_a_connection_error_naming_the_url(
+    client_kind: str, refused_url: str
+) -> None:
     result = run_stream(client_kind, refused_url)
 
     assert type(result.error) is APIConnectionError
@@ -378,7 +389,9 @@ def test_connection_refused(client_kind: str, refused_url: str) -> None:
     assert result.error.url == refused_url + CONVERSATION_PATH
 
 
-def test_auth_event(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_auth_event_raises_an_authentication_error(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     auth = {"type": "auth", "auth": "MissingAuthError", "message": "Add a .har file"}
     backendapi_server.reply(Reply([PROVIDER, auth, FIRST]))
 
@@ -404,7 +417,7 @@ def test_message_event_is_not_fatal(
     assert result.events == events
 
 
-def test_html_page_with_status_200(
+def test_an_html_page_with_status_200_raises_a_decode_error(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     page = b"<html><body>Please log in</body></html>"
@@ -417,7 +430,9 @@ def test_html_page_with_status_200(
     assert "text/html" in str(result.error)
 
 
-def test_undecodable_line(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_undecodable_line_raises_a_decode_error(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     backendapi_server.reply(Reply([FIRST, b"<html><body>Bad gateway</body></html>\n"]))
 
     result = run_stream(client_kind, backendapi_server.url)
@@ -426,7 +441,9 @@ def test_undecodable_line(client_kind: str, backendapi_server: BackendApiTestSer
     assert "<html><body>Bad gateway" in str(result.error)
 
 
-def test_event_too_large(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_event_over_max_event_size_raises_event_too_large(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     backendapi_server.reply(Reply([FIRST, {"type": "content", "content": "x" * 5000}]))
 
     result = run_stream(client_kind, backendapi_server.url, client_options={"max_event_size": 1024})
@@ -504,7 +521,9 @@ print(json.dumps({"events": events, "aiohttp imported": "aiohttp" in sys.modules
 """
 
 
-def test_sync_client_in_a_plain_script(backendapi_server: BackendApiTestServer) -> None:
+def test_the_sync_client_works_in_a_plain_script_without_aiohttp(
+    backendapi_server: BackendApiTestServer,
+) -> None:
     backendapi_server.reply(Reply([PROVIDER, FIRST, FINISH]))
 
     done = subprocess.run(
