@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from processes import child_env, ended
+from scripted import CONVERSATION_PATH
 
 from backendapi import BackendApiClient, __version__
 from backendapi.testing import BackendApiTestServer, Hold, Reply, Wait
@@ -470,7 +471,7 @@ def test_serve_test_framing(framing: str, start: bytes) -> None:
         import requests
 
         response = requests.post(
-            url + "/backend-api/v2/conversation",
+            url + CONVERSATION_PATH,
             json={"model": "", "messages": [USER]},
             timeout=TIMEOUT,
         )

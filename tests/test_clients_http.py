@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from clients import MESSAGES, run_stream
+from clients import KINDS, MESSAGES, run_stream
 from scripted import CONVERSATION_PATH, FINISH, FIRST, SECOND, disconnected, sse
 
 from backendapi import (
@@ -206,7 +206,7 @@ def test_both_clients_send_the_same_request(
         conversation={"conversation_id": "c-1"},
         temperature=0.5,
     )
-    for kind in ("sync", "async"):
+    for kind in KINDS:
         result = run_stream(kind, backendapi_server.url, "gpt-4o", **call)
         assert result.error is None, kind
 

@@ -45,6 +45,7 @@ pytestmark = pytest.mark.usefixtures("clean_network_env")
 
 @pytest.fixture
 def https_proxy(tls: TLSSetup) -> Iterator[TLSForwardingProxy]:
+    """The forwarding proxy behind TLS, with a certificate from the test CA."""
     with contextlib.closing(TLSForwardingProxy(tls.server_context)) as forwarding:
         yield forwarding
 

@@ -26,6 +26,7 @@ import pytest
 import responses
 from aioresponses import aioresponses
 from clients import MESSAGES, client_class
+from scripted import CONVERSATION_PATH
 from yarl import URL
 
 from backendapi import (
@@ -48,7 +49,7 @@ from backendapi._request import (
 )
 
 BASE = "http://127.0.0.1:9"
-ENDPOINT = BASE + "/backend-api/v2/conversation"
+ENDPOINT = BASE + CONVERSATION_PATH
 KEY = "sk-test-5f3a9c1e7b2d"
 DATA = pathlib.Path(__file__).parent / "data"
 
