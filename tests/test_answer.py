@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, List
 
 import pytest
+from clients import MESSAGES, TEST_TIMEOUT, call
 
 from backendapi import (
     Answer,
     BackendApiClient,
     RawResponse,
     StreamError,
-    Timeout,
     decode,
 )
 from backendapi.testing import BackendApiTestServer, Reply
 
-KINDS = ("sync", "async")
-TIMEOUT = Timeout(connect=5.0, read=10.0)
-
 DATA = Path(__file__).parent / "data"
 TRANSCRIPT = DATA / "g4f-8.8.6-conversation.sse"
-MESSAGES = [{"role": "user", "content": "Hello"}]
 TEXT = "Hello, w\u00f6rld \U0001f30d\u2028!"
 STATE = {"ScriptedProvider": {"conversation_id": "c-123", "message_id": "m-1"}}
 IMAGE = "https://example.com/cat.png"
@@ -126,12 +122,6 @@ def test_repr_is_short_and_readable() -> None:
 # Through the clients
 
 
-@pytest.fixture
-def server() -> Iterator[BackendApiTestServer]:
-    with BackendApiTestServer() as test_server:
-        yield test_server
-
-
 def transcript_reply(**options: Any) -> Reply:
     return Reply([event.get_dict() for event in realistic_events()], **options)
 
@@ -142,7 +132,7 @@ def stream_with_snapshots(
     """Iterate one stream; call `snapshot(stream, event)` at every event; return the results."""
     results: List[Any] = []
     if kind == "sync":
-        with BackendApiClient(url, timeout=TIMEOUT) as client:
+        with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 results.append(snapshot(stream, event))
@@ -152,7 +142,7 @@ def stream_with_snapshots(
     async def main() -> None:
         from backendapi import AsyncBackendApiClient
 
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             async for event in stream:
                 results.append(snapshot(stream, event))
@@ -162,12 +152,11 @@ def stream_with_snapshots(
     return results
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 def test_stream_answer_is_live_during_iteration(
-    kind: str, framing: str, server: BackendApiTestServer
+    client_kind: str, framing: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(transcript_reply(framing=framing))
+    backendapi_server.reply(transcript_reply(framing=framing))
 
     def snapshot(stream: Any, event: Any) -> Dict[str, Any]:
         answer = stream.answer
@@ -179,7 +168,7 @@ def test_stream_answer_is_live_during_iteration(
             "same": answer is stream.answer,
         }
 
-    snapshots = stream_with_snapshots(kind, server.url, snapshot)
+    snapshots = stream_with_snapshots(client_kind, backendapi_server.url, snapshot)
     events = realistic_events()
     # At each event, the answer already holds it and everything before it.
     text = ""
@@ -196,24 +185,22 @@ def test_stream_answer_is_live_during_iteration(
 
 
 def complete(kind: str, url: str, *args: Any, **kwargs: Any) -> Answer:
-    if kind == "sync":
-        with BackendApiClient(url, timeout=TIMEOUT) as client:
-            return client.complete(*args, **kwargs)
-
-    async def main() -> Answer:
-        from backendapi import AsyncBackendApiClient
-
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
-            return await client.complete(*args, **kwargs)
-
-    return asyncio.run(main())
+    answer: Answer = call(kind, url, "complete", *args, **kwargs)
+    return answer
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_complete_returns_the_whole_answer(kind: str, server: BackendApiTestServer) -> None:
-    server.reply(transcript_reply())
+def test_complete_returns_the_whole_answer(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(transcript_reply())
     answer = complete(
-        kind, server.url, "scripted-1", MESSAGES, None, "key", provider="ScriptedProvider"
+        client_kind,
+        backendapi_server.url,
+        "scripted-1",
+        MESSAGES,
+        None,
+        "key",
+        provider="ScriptedProvider",
     )
     assert isinstance(answer, Answer)
     assert answer.text == TEXT + f"\n![a cat]({IMAGE})"
@@ -228,7 +215,7 @@ def test_complete_returns_the_whole_answer(kind: str, server: BackendApiTestServ
     assert answer.usage == {"prompt_tokens": 3, "completion_tokens": 8, "total_tokens": 11}
     assert answer.reasoning == "thinking about it"
     assert answer.events == len(realistic_events())
-    body = server.requests[0].json
+    body = backendapi_server.requests[0].json
     assert body == {
         "model": "scripted-1",
         "messages": MESSAGES,
@@ -238,15 +225,19 @@ def test_complete_returns_the_whole_answer(kind: str, server: BackendApiTestServ
     }
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_complete_of_the_plain_transcript(kind: str, server: BackendApiTestServer) -> None:
-    server.reply(Reply([event.get_dict() for event in transcript()]))
-    check_transcript_answer(complete(kind, server.url, "scripted-1", MESSAGES), len(transcript()))
+def test_complete_of_the_plain_transcript(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(Reply([event.get_dict() for event in transcript()]))
+    check_transcript_answer(
+        complete(client_kind, backendapi_server.url, "scripted-1", MESSAGES), len(transcript())
+    )
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_complete_raises_at_an_error_event(kind: str, server: BackendApiTestServer) -> None:
-    server.reply(
+def test_complete_raises_at_an_error_event(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(
         Reply(
             [
                 {"type": "content", "content": "partial"},
@@ -255,18 +246,17 @@ def test_complete_raises_at_an_error_event(kind: str, server: BackendApiTestServ
         )
     )
     with pytest.raises(StreamError, match="slow down") as caught:
-        complete(kind, server.url, "scripted-1", MESSAGES)
+        complete(client_kind, backendapi_server.url, "scripted-1", MESSAGES)
     assert caught.value.error_type == "RateLimitError"
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 def test_a_held_answer_follows_every_event_of_one_network_read(
-    kind: str, framing: str, server: BackendApiTestServer
+    client_kind: str, framing: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """Events that arrive together are counted lazily, yet the answer is never behind."""
     pieces = [f"<{i}>" for i in range(300)]
-    server.reply(
+    backendapi_server.reply(
         Reply(
             [{"type": "content", "content": piece} for piece in pieces[:150]]
             + [{"type": "title", "title": "T"}]
@@ -281,7 +271,7 @@ def test_a_held_answer_follows_every_event_of_one_network_read(
             held.append(stream.answer)
         return (held[0].events, held[0].text, held[0].title)
 
-    snapshots = stream_with_snapshots(kind, server.url, snapshot)
+    snapshots = stream_with_snapshots(client_kind, backendapi_server.url, snapshot)
     texts = ["".join(pieces[:n]) for n in range(151)] + ["".join(pieces[:150])]
     texts += ["".join(pieces[: n + 1]) for n in range(150, 300)]
     expected = [
@@ -291,16 +281,15 @@ def test_a_held_answer_follows_every_event_of_one_network_read(
     assert snapshots[-1] == (301, "".join(pieces), "T")
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
-    kind: str, server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(Reply([{"type": "content", "content": str(i)} for i in range(500)]))
+    backendapi_server.reply(Reply([{"type": "content", "content": str(i)} for i in range(500)]))
 
     async def read_async(url: str) -> Answer:
         from backendapi import AsyncBackendApiClient
 
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             async for event in stream:
                 if event.content == "41":
@@ -308,8 +297,8 @@ def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
             await stream.aclose()
             return stream.answer
 
-    if kind == "sync":
-        with BackendApiClient(server.url, timeout=TIMEOUT) as client:
+    if client_kind == "sync":
+        with BackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 if event.content == "41":
@@ -318,16 +307,15 @@ def test_an_answer_left_mid_batch_holds_exactly_the_events_handed_out(
             answer = stream.answer
             assert list(stream) == []  # nothing after close
     else:
-        answer = asyncio.run(read_async(server.url))
+        answer = asyncio.run(read_async(backendapi_server.url))
     assert answer.events == 42
     assert answer.text == "".join(str(i) for i in range(42))
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_an_event_type_that_is_no_string_reads_as_one(
-    kind: str, server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(
+    backendapi_server.reply(
         Reply(
             [
                 {"type": 7, "value": 1},
@@ -337,22 +325,23 @@ def test_an_event_type_that_is_no_string_reads_as_one(
             ]
         )
     )
-    types = stream_with_snapshots(kind, server.url, lambda stream, event: event and event.type)
+    types = stream_with_snapshots(
+        client_kind, backendapi_server.url, lambda stream, event: event and event.type
+    )
     assert types == ["7", "content", "None", "content", None]
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_loops_and_next_over_one_stream_share_its_position(
-    kind: str, server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """Leaving a loop keeps the stream open where it was; the next loop goes on from there."""
-    server.reply(Reply([{"type": "content", "content": str(i)} for i in range(300)]))
+    backendapi_server.reply(Reply([{"type": "content", "content": str(i)} for i in range(300)]))
 
     async def read_async(url: str) -> List[Any]:
         from backendapi import AsyncBackendApiClient
 
         seen: List[Any] = []
-        async with AsyncBackendApiClient(url, timeout=TIMEOUT) as client:
+        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             async for event in stream:
                 seen.append(event.content)
@@ -365,9 +354,9 @@ def test_loops_and_next_over_one_stream_share_its_position(
             seen.append((stream.closed, stream.answer.events))
         return seen
 
-    if kind == "sync":
+    if client_kind == "sync":
         seen: List[Any] = []
-        with BackendApiClient(server.url, timeout=TIMEOUT) as client:
+        with BackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
             stream = client.create("scripted-1", MESSAGES)
             for event in stream:
                 seen.append(event.content)
@@ -378,6 +367,6 @@ def test_loops_and_next_over_one_stream_share_its_position(
             seen.extend(event.content for event in stream)
             seen.append((stream.closed, stream.answer.events))
     else:
-        seen = asyncio.run(read_async(server.url))
+        seen = asyncio.run(read_async(backendapi_server.url))
     contents = [str(i) for i in range(300)]
     assert seen == [*contents[:101], False, *contents[101:], (True, 300)]

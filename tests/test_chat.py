@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 import pytest
+from clients import TEST_TIMEOUT
 
 from backendapi import (
     Answer,
@@ -23,12 +24,9 @@ from backendapi import (
     InvalidInputError,
     RawResponse,
     StreamError,
-    Timeout,
 )
 from backendapi.testing import BackendApiTestServer, Cut, Reply
 
-KINDS = ("sync", "async")
-TIMEOUT = Timeout(connect=5.0, read=10.0)
 SYSTEM = {"role": "system", "content": "Be brief"}
 AnyChat = Union[Chat, AsyncChat]
 
@@ -42,7 +40,7 @@ class Side:
 
     def __init__(self, kind: str, url: str, **options: Any) -> None:
         self.kind = kind
-        options = {"timeout": TIMEOUT, "max_retries": 0, **options}
+        options = {"timeout": TEST_TIMEOUT, "max_retries": 0, **options}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.client: Any
         if kind == "sync":
@@ -108,14 +106,8 @@ class Side:
 
 
 @pytest.fixture
-def server() -> Iterator[BackendApiTestServer]:
-    with BackendApiTestServer() as test_server:
-        yield test_server
-
-
-@pytest.fixture(params=KINDS)
-def side(request: pytest.FixtureRequest, server: BackendApiTestServer) -> Iterator[Side]:
-    client_side = Side(str(request.param), server.url)
+def side(client_kind: str, backendapi_server: BackendApiTestServer) -> Iterator[Side]:
+    client_side = Side(client_kind, backendapi_server.url)
     try:
         yield client_side
     finally:
@@ -139,9 +131,9 @@ def assistant(text: str) -> Dict[str, Any]:
 
 
 def test_second_turn_carries_history_provider_and_provider_state(
-    side: Side, server: BackendApiTestServer
+    side: Side, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(
+    backendapi_server.reply(
         Reply.answer("Hi there", provider="OpenaiChat", conversation={"id": "c1", "msg": "m1"}),
         Reply.answer("Then this", provider="OpenaiChat", conversation={"id": "c1", "msg": "m2"}),
         Reply.answer("Done", provider="OpenaiChat"),
@@ -153,7 +145,7 @@ def test_second_turn_carries_history_provider_and_provider_state(
     assert side.ask(chat, "And then?").text == "Then this"
     side.ask(chat, "Thanks")
 
-    first, second, third = bodies(server)
+    first, second, third = bodies(backendapi_server)
     assert first == {
         "model": "gpt-4o",
         "messages": [SYSTEM, user("Hello")],
@@ -178,21 +170,23 @@ def test_second_turn_carries_history_provider_and_provider_state(
     assert chat.conversation == {"OpenaiChat": {"id": "c1", "msg": "m2"}}
 
 
-def test_state_of_another_provider_is_not_sent(side: Side, server: BackendApiTestServer) -> None:
-    server.reply(Reply.answer("Hi", provider="Gemini", conversation={"id": "g1"}))
+def test_state_of_another_provider_is_not_sent(
+    side: Side, backendapi_server: BackendApiTestServer
+) -> None:
+    backendapi_server.reply(Reply.answer("Hi", provider="Gemini", conversation={"id": "g1"}))
     chat = side.chat("gpt-4o", provider="OpenaiChat")
     side.ask(chat, "Hello")
     side.ask(chat, "Again")
     assert chat.conversation == {"Gemini": {"id": "g1"}}
-    assert "conversation" not in bodies(server)[1]
-    assert bodies(server)[1]["provider"] == "OpenaiChat"
+    assert "conversation" not in bodies(backendapi_server)[1]
+    assert bodies(backendapi_server)[1]["provider"] == "OpenaiChat"
 
 
 @pytest.mark.parametrize("provider", [None, "AnyProvider"])
 def test_any_provider_or_none_sends_all_the_merged_state(
-    side: Side, server: BackendApiTestServer, provider: Optional[str]
+    side: Side, backendapi_server: BackendApiTestServer, provider: Optional[str]
 ) -> None:
-    server.reply(
+    backendapi_server.reply(
         Reply.answer("One", provider="OpenaiChat", conversation={"id": "o1"}),
         Reply.answer("Two", provider="Gemini", conversation={"id": "g1"}),
     )
@@ -200,7 +194,7 @@ def test_any_provider_or_none_sends_all_the_merged_state(
     side.ask(chat, "first")
     side.ask(chat, "second")
     side.ask(chat, "third")
-    first, second, third = bodies(server)
+    first, second, third = bodies(backendapi_server)
     assert "conversation" not in first
     assert second["conversation"] == {"OpenaiChat": {"id": "o1"}}
     assert third["conversation"] == {"OpenaiChat": {"id": "o1"}, "Gemini": {"id": "g1"}}
@@ -211,9 +205,9 @@ def test_any_provider_or_none_sends_all_the_merged_state(
 
 
 def test_turn_arguments_override_the_chat_options_for_that_turn_only(
-    side: Side, server: BackendApiTestServer
+    side: Side, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(Reply.answer("Hi", provider="OpenaiChat", conversation={"id": "c1"}))
+    backendapi_server.reply(Reply.answer("Hi", provider="OpenaiChat", conversation={"id": "c1"}))
     chat = side.chat("gpt-4o", provider="OpenaiChat", temperature=0.2, api_key="chat-key")
     side.ask(chat, "one")
     side.ask(
@@ -226,7 +220,7 @@ def test_turn_arguments_override_the_chat_options_for_that_turn_only(
         model="other-model",
     )
     side.ask(chat, "three")
-    first, second, third = bodies(server)
+    first, second, third = bodies(backendapi_server)
     assert (first["temperature"], first["api_key"], first["model"]) == (0.2, "chat-key", "gpt-4o")
     assert second["temperature"] == 0.9
     assert second["web_search"] is True
@@ -237,11 +231,11 @@ def test_turn_arguments_override_the_chat_options_for_that_turn_only(
     assert third["conversation"] == {"id": "c1"}
 
 
-def test_media_go_with_their_turn_only(side: Side, server: BackendApiTestServer) -> None:
+def test_media_go_with_their_turn_only(side: Side, backendapi_server: BackendApiTestServer) -> None:
     chat = side.chat("gpt-4o")
     side.ask(chat, "What is this?", media=[("https://example.com/cat.png", "cat.png")])
     side.ask(chat, "And now?")
-    first, second = bodies(server)
+    first, second = bodies(backendapi_server)
     assert first["media"] == [["https://example.com/cat.png", "cat.png"]]
     assert second["media"] is None
     assert chat.messages[0] == user("What is this?")
@@ -251,10 +245,10 @@ def test_media_go_with_their_turn_only(side: Side, server: BackendApiTestServer)
 
 
 def test_history_changes_only_once_the_stream_completes(
-    side: Side, server: BackendApiTestServer
+    side: Side, backendapi_server: BackendApiTestServer
 ) -> None:
     reply = Reply.answer("Hello you", provider="OpenaiChat", conversation={"id": "c1"})
-    server.reply(reply)
+    backendapi_server.reply(reply)
     chat = side.chat("gpt-4o", provider="OpenaiChat")
     stream = chat.send("Hi")
     assert chat.messages == []
@@ -298,10 +292,10 @@ FAILURES = {
 
 @pytest.mark.parametrize("failure", sorted(FAILURES))
 def test_failed_turn_leaves_the_chat_unchanged(
-    side: Side, server: BackendApiTestServer, failure: str
+    side: Side, backendapi_server: BackendApiTestServer, failure: str
 ) -> None:
     reply, error = FAILURES[failure]
-    server.reply(
+    backendapi_server.reply(
         Reply.answer("First answer", provider="OpenaiChat", conversation={"id": "good"}),
         reply,
         Reply.answer("Retried", provider="OpenaiChat"),
@@ -316,16 +310,16 @@ def test_failed_turn_leaves_the_chat_unchanged(
 
     # The same turn sent again carries the history without the failed attempt.
     side.ask(chat, "second")
-    retried = bodies(server)[-1]
+    retried = bodies(backendapi_server)[-1]
     assert retried["messages"] == [SYSTEM, user("first"), assistant("First answer"), user("second")]
     assert retried["conversation"] == {"id": "good"}
     assert chat.messages == [*retried["messages"], assistant("Retried")]
 
 
 def test_failed_turn_with_send_leaves_the_chat_unchanged(
-    side: Side, server: BackendApiTestServer
+    side: Side, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(FAILURES["error-event"][0])
+    backendapi_server.reply(FAILURES["error-event"][0])
     chat = side.chat("gpt-4o", provider="OpenaiChat")
     stream = chat.send("Hi")
     with pytest.raises(StreamError):
@@ -335,9 +329,9 @@ def test_failed_turn_with_send_leaves_the_chat_unchanged(
 
 
 def test_turn_closed_early_leaves_the_chat_unchanged(
-    side: Side, server: BackendApiTestServer
+    side: Side, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(Reply.answer("A long answer", conversation={"id": "c1"}))
+    backendapi_server.reply(Reply.answer("A long answer", conversation={"id": "c1"}))
     chat = side.chat("gpt-4o")
     stream = chat.send("Hi")
     assert len(side.read(stream, limit=3)) == 3
@@ -350,16 +344,16 @@ def test_turn_closed_early_leaves_the_chat_unchanged(
 
 
 def test_overlapping_turns_enter_the_history_in_completion_order(
-    side: Side, server: BackendApiTestServer
+    side: Side, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.reply(Reply.answer("answered first"), Reply.answer("answered second"))
+    backendapi_server.reply(Reply.answer("answered first"), Reply.answer("answered second"))
     chat = side.chat("gpt-4o")
     early = chat.send("sent first")
     late = chat.send("sent second")
     # Each request carries the history as it was when send() was called: empty.
     side.read(late)
     side.read(early)
-    assert [body["messages"] for body in bodies(server)] == [
+    assert [body["messages"] for body in bodies(backendapi_server)] == [
         [user("sent second")],
         [user("sent first")],
     ]
@@ -375,9 +369,9 @@ def test_overlapping_turns_enter_the_history_in_completion_order(
 
 
 def test_save_and_load_continue_the_same_conversation(
-    side: Side, server: BackendApiTestServer, tmp_path: Path
+    side: Side, backendapi_server: BackendApiTestServer, tmp_path: Path
 ) -> None:
-    server.reply(
+    backendapi_server.reply(
         Reply.answer("Hi there", provider="OpenaiChat", conversation={"id": "c1"}),
         Reply.answer("Welcome back", provider="OpenaiChat", conversation={"id": "c2"}),
     )
@@ -404,7 +398,7 @@ def test_save_and_load_continue_the_same_conversation(
     assert type(loaded) is side.chat_class
     assert loaded.to_dict() == chat.to_dict()
     assert side.ask(loaded, "Remember me?").text == "Welcome back"
-    resumed = bodies(server)[-1]
+    resumed = bodies(backendapi_server)[-1]
     assert resumed == {
         "model": "gpt-4o",
         "messages": [SYSTEM, user("Hello"), assistant("Hi there"), user("Remember me?")],
@@ -467,13 +461,15 @@ def test_options_that_are_no_json_cannot_be_saved(side: Side) -> None:
 # Copies, not shared lists
 
 
-def test_the_callers_lists_are_never_modified(side: Side, server: BackendApiTestServer) -> None:
+def test_the_callers_lists_are_never_modified(
+    side: Side, backendapi_server: BackendApiTestServer
+) -> None:
     history = [user("earlier"), assistant("before")]
     parts = [{"type": "text", "text": "Look at this"}]
     media = [(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16, "a.png")]
     state = {"OpenaiChat": {"id": "c0"}}
     snapshots = copy.deepcopy((history, parts, media, state))
-    server.reply(Reply.answer("A cat", provider="OpenaiChat", conversation={"id": "c1"}))
+    backendapi_server.reply(Reply.answer("A cat", provider="OpenaiChat", conversation={"id": "c1"}))
 
     chat = side.chat("gpt-4o", provider="OpenaiChat", messages=history, conversation=state)
     side.ask(chat, parts, media=media)
@@ -481,8 +477,8 @@ def test_the_callers_lists_are_never_modified(side: Side, server: BackendApiTest
 
     assert (history, parts, media, state) == snapshots
     assert chat.messages[:3] == [user("earlier"), assistant("before"), user(parts)]
-    assert bodies(server)[0]["conversation"] == {"id": "c0"}
-    assert bodies(server)[1]["conversation"] == {"id": "c1"}
+    assert bodies(backendapi_server)[0]["conversation"] == {"id": "c0"}
+    assert bodies(backendapi_server)[1]["conversation"] == {"id": "c1"}
 
     # The chat's data is copied both ways too.
     data = chat.to_dict()
@@ -496,21 +492,23 @@ def test_the_callers_lists_are_never_modified(side: Side, server: BackendApiTest
     assert rebuilt.messages[0] == user("earlier")
 
 
-def test_turn_content_may_be_a_list_of_parts(side: Side, server: BackendApiTestServer) -> None:
+def test_turn_content_may_be_a_list_of_parts(
+    side: Side, backendapi_server: BackendApiTestServer
+) -> None:
     parts = [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
     ]
     chat = side.chat("gpt-4o")
     side.ask(chat, parts)
-    assert bodies(server)[0]["messages"] == [user(parts)]
+    assert bodies(backendapi_server)[0]["messages"] == [user(parts)]
 
 
 # Arguments
 
 
 def test_bad_arguments_are_rejected_before_any_request(
-    side: Side, server: BackendApiTestServer
+    side: Side, backendapi_server: BackendApiTestServer
 ) -> None:
     chat = side.chat("gpt-4o")
     with pytest.raises(InvalidInputError):
@@ -528,7 +526,7 @@ def test_bad_arguments_are_rejected_before_any_request(
         side.chat("m", provider=["OpenaiChat"])
     with pytest.raises(InvalidInputError):
         side.chat("m", system=1)
-    assert server.requests == []
+    assert backendapi_server.requests == []
     assert chat.messages == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pty
@@ -15,23 +16,17 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from processes import child_env, ended
+from scripted import CONVERSATION_PATH
 
 from backendapi import BackendApiClient, __version__
 from backendapi.testing import BackendApiTestServer, Hold, Reply, Wait
 
 TIMEOUT = 20
 USER = {"role": "user", "content": "Hi"}
-
-
-def cli_env(**extra: str) -> Dict[str, str]:
-    """The environment without any BACKENDAPI_* setting of the caller's, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKENDAPI_")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    env.update(extra)
-    return env
 
 
 def default_sigint() -> None:
@@ -48,8 +43,20 @@ def run(
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env=env if env is not None else cli_env(),
+        env=env if env is not None else child_env(),
         timeout=TIMEOUT,
+    )
+
+
+def chat_hi(url: str, **options: Any) -> subprocess.Popen[bytes]:
+    """``backendapi chat Hi --base-url <url>`` started, its output on pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "backendapi", "chat", "Hi", "--base-url", url],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+        **options,
     )
 
 
@@ -241,7 +248,7 @@ def test_unreachable_server_exits_1(refused_url: str) -> None:
 def test_environment_gives_the_base_url_and_the_key(
     backendapi_server: BackendApiTestServer,
 ) -> None:
-    env = cli_env(BACKENDAPI_BASE_URL=backendapi_server.url, BACKENDAPI_API_KEY="sk-from-env")
+    env = child_env(BACKENDAPI_BASE_URL=backendapi_server.url, BACKENDAPI_API_KEY="sk-from-env")
     result = run("chat", "Hi", env=env)
     assert (result.returncode, result.stdout) == (0, "Hello from the test server\n")
     assert backendapi_server.requests[0].json["api_key"] == "sk-from-env"
@@ -323,15 +330,7 @@ def test_ctrl_c_exits_130_and_closes_the_connection(
             [{"type": "content", "content": "first"}, Hold(), {"type": "content", "content": "x"}]
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backendapi", "chat", "Hi", "--base-url", backendapi_server.url],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(),
-        preexec_fn=default_sigint,
-    )
-    try:
+    with ended(chat_hi(backendapi_server.url, preexec_fn=default_sigint)) as process:
         assert process.stdout is not None and process.stderr is not None
         assert process.stdout.read(len(b"first")) == b"first"  # the first token was printed
         recorded = backendapi_server.requests[0]
@@ -341,11 +340,6 @@ def test_ctrl_c_exits_130_and_closes_the_connection(
         assert recorded.disconnected.wait(5)
         assert process.stdout.read() == b""  # nothing more: not even the end of the line
         assert process.stderr.read() == b"\n"
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
 
 
 # -- interactive mode ---------------------------------------------------------------------
@@ -380,24 +374,33 @@ class Terminal:
         os.write(self.fd, text.encode())
 
 
+@contextlib.contextmanager
+def chat_in_a_terminal(url: str, *args: str) -> Iterator[Tuple[subprocess.Popen[bytes], Terminal]]:
+    """``backendapi chat *args`` against ``url`` on a pseudo-terminal; killed on the way out."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backendapi", "chat", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=child_env(BACKENDAPI_BASE_URL=url, TERM="dumb"),
+        preexec_fn=default_sigint,
+        close_fds=True,
+    )
+    os.close(slave)
+    try:
+        with ended(process):
+            yield process, Terminal(master)
+    finally:
+        os.close(master)
+
+
 def test_interactive_session_keeps_the_history(backendapi_server: BackendApiTestServer) -> None:
     backendapi_server.reply(
         Reply.answer("Paris is the capital.", reasoning="Recalling capitals"),
         Reply.answer("About two million people."),
     )
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backendapi", "chat", "--system", "Be brief."],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=cli_env(BACKENDAPI_BASE_URL=backendapi_server.url, TERM="dumb"),
-        preexec_fn=default_sigint,
-        close_fds=True,
-    )
-    os.close(slave)
-    terminal = Terminal(master)
-    try:
+    with chat_in_a_terminal(backendapi_server.url, "--system", "Be brief.") as (process, terminal):
         terminal.read_until("> ")
         terminal.write("Capital of France?\n")
         shown = terminal.read_until("Paris is the capital.")
@@ -408,10 +411,6 @@ def test_interactive_session_keeps_the_history(backendapi_server: BackendApiTest
         terminal.read_until("> ")
         terminal.write("\n")  # a blank line ends the session
         assert process.wait(TIMEOUT) == 0
-    finally:
-        process.kill()
-        process.wait()
-        os.close(master)
     requests = backendapi_server.requests
     assert len(requests) == 2
     assert requests[0].json["messages"] == [
@@ -427,50 +426,36 @@ def test_interactive_session_keeps_the_history(backendapi_server: BackendApiTest
 
 
 def test_interactive_session_ends_on_eof(backendapi_server: BackendApiTestServer) -> None:
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backendapi", "chat"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=cli_env(BACKENDAPI_BASE_URL=backendapi_server.url, TERM="dumb"),
-        preexec_fn=default_sigint,
-        close_fds=True,
-    )
-    os.close(slave)
-    terminal = Terminal(master)
-    try:
+    with chat_in_a_terminal(backendapi_server.url) as (process, terminal):
         terminal.read_until("> ")
         terminal.write("\x04")  # Ctrl-D at the start of a line: end of input
         assert process.wait(TIMEOUT) == 0
-    finally:
-        process.kill()
-        process.wait()
-        os.close(master)
     assert backendapi_server.requests == []
 
 
 # -- serve-test ---------------------------------------------------------------------------
 
 
-def start_serve_test(*args: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backendapi", "serve-test", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(),
-    )
-    assert process.stdout is not None
-    url = process.stdout.readline().strip()
-    return process, url
+@contextlib.contextmanager
+def serve_test(*args: str) -> Iterator[Tuple[subprocess.Popen[str], str]]:
+    """``backendapi serve-test *args`` and the URL it printed; killed on the way out."""
+    with ended(
+        subprocess.Popen(
+            [sys.executable, "-m", "backendapi", "serve-test", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+    ) as process:
+        assert process.stdout is not None
+        yield process, process.stdout.readline().strip()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serve_test_serves_until_signalled(signum: int) -> None:
-    process, url = start_serve_test("--text", "Scripted hello")
-    try:
+    with serve_test("--text", "Scripted hello") as (process, url):
         assert url.startswith("http://127.0.0.1:")
         with BackendApiClient(url) as client:
             answer = client.complete("m", [USER])
@@ -478,21 +463,15 @@ def test_serve_test_serves_until_signalled(signum: int) -> None:
             assert client.version()["version"] == "8.8.6"
         process.send_signal(signum)
         assert process.wait(TIMEOUT) == 0
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("framing", "start"), [("sse", b"event: provider\n"), ("ndjson", b"{")])
 def test_serve_test_framing(framing: str, start: bytes) -> None:
-    process, url = start_serve_test("--framing", framing)
-    try:
+    with serve_test("--framing", framing) as (process, url):
         import requests
 
         response = requests.post(
-            url + "/backend-api/v2/conversation",
+            url + CONVERSATION_PATH,
             json={"model": "", "messages": [USER]},
             timeout=TIMEOUT,
         )
@@ -501,26 +480,15 @@ def test_serve_test_framing(framing: str, start: bytes) -> None:
         assert b'"content": "Hello"' in response.content
         process.send_signal(signal.SIGINT)
         assert process.wait(TIMEOUT) == 0
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
 
 
 def test_serve_test_port_option() -> None:
     with BackendApiTestServer() as probe:
         port = probe.port  # free a moment ago
-    process, url = start_serve_test("--port", str(port))
-    try:
+    with serve_test("--port", str(port)) as (process, url):
         assert url == f"http://127.0.0.1:{port}"
         process.send_signal(signal.SIGINT)
         assert process.wait(TIMEOUT) == 0
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
 
 
 def test_wait_keeps_the_cli_streaming_live(backendapi_server: BackendApiTestServer) -> None:
@@ -528,22 +496,12 @@ def test_wait_keeps_the_cli_streaming_live(backendapi_server: BackendApiTestServ
     release = threading.Event()
     early, late = {"type": "content", "content": "early"}, {"type": "content", "content": " late"}
     backendapi_server.reply(Reply([early, Wait(release), late]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backendapi", "chat", "Hi", "--base-url", backendapi_server.url],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(),
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.read(len(b"early")) == b"early"
-        release.set()
-        assert process.stdout.read() == b" late\n"
-        assert process.wait(TIMEOUT) == 0
-    finally:
-        release.set()
-        process.kill()
-        process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
+    with ended(chat_hi(backendapi_server.url)) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.read(len(b"early")) == b"early"
+            release.set()
+            assert process.stdout.read() == b" late\n"
+            assert process.wait(TIMEOUT) == 0
+        finally:
+            release.set()

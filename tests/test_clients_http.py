@@ -6,10 +6,8 @@ Every test that is not about one client only runs once per client (the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import collections.abc
-import gc
 import hashlib
 import inspect
 import json
@@ -18,12 +16,12 @@ import random
 import subprocess
 import sys
 import threading
-import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
-from clients import MESSAGES, TEST_TIMEOUT, run_stream
+from clients import KINDS, MESSAGES, run_stream
+from scripted import CONVERSATION_PATH, FINISH, FIRST, SECOND, disconnected, sse
 
 from backendapi import (
     APIConnectionError,
@@ -37,12 +35,13 @@ from backendapi import (
 )
 from backendapi.testing import BackendApiTestServer, Cut, Hold, Pause, Reply, Wait
 
+# Every test fails if it leaves a socket, response, session or connector to the GC.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data"
 TRANSCRIPTS = sorted(DATA.glob("*.sse")) + sorted(DATA.glob("*.ndjson"))
-CONVERSATION_PATH = "/backend-api/v2/conversation"
 TRANSFERS = ("chunked", "close")  # the two ways a streamed body is delimited
-WAIT = 5.0  # seconds to wait for something the server reports; only reached on failure
 
 PROVIDER = {
     "type": "provider",
@@ -53,34 +52,6 @@ PROVIDER = {
         "model": "scripted-1",
     },
 }
-FIRST = {"type": "content", "content": "Hello"}
-SECOND = {"type": "content", "content": " world"}
-FINISH = {"type": "finish", "finish": {"reason": "stop"}}
-
-
-@pytest.fixture(autouse=True)
-def no_resource_warnings() -> Iterator[None]:
-    """Fail a test that leaves a socket, response or session to the garbage collector.
-
-    ``-W error::ResourceWarning`` alone does not: a warning raised in ``__del__`` is
-    only reported by pytest as unraisable, and the test passes.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        yield
-        gc.collect()
-    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    assert leaks == []
-
-
-def sse(event: Dict[str, Any]) -> bytes:
-    """One event in SSE framing, as g4f 8.x sends it."""
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-def disconnected(server: BackendApiTestServer, index: int = 0) -> bool:
-    """Wait until the server saw the client drop request `index`; False after `WAIT` s."""
-    return server.requests[index].disconnected.wait(WAIT)
 
 
 def ndjson_events(path: Path) -> List[Dict[str, Any]]:
@@ -98,7 +69,8 @@ def transcript_events(path: Path) -> List[Dict[str, Any]]:
 
 
 def test_sse_transcripts_carry_the_ndjson_events() -> None:
-    """The premise of test_transcript: both framings of a transcript hold the same events."""
+    """The premise of test_every_transcript_arrives_whole_however_it_is_served: both
+    framings of a transcript hold the same events."""
     for path in DATA.glob("*.sse"):
         data_lines = [
             line[len(b"data: ") :]
@@ -115,7 +87,7 @@ SERVINGS = [
 
 @pytest.mark.parametrize("serving", SERVINGS)
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda path: path.name)
-def test_transcript(
+def test_every_transcript_arrives_whole_however_it_is_served(
     client_kind: str, backendapi_server: BackendApiTestServer, path: Path, serving: str
 ) -> None:
     framing, transfer = serving.split("-")
@@ -139,7 +111,7 @@ def test_transcript(
     assert result.stream.closed
 
 
-def test_events_split_across_reads_with_every_sse_feature(
+def test_events_split_across_reads_with_every_sse_feature_arrive_whole(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     """CRLF and CR line ends, comments, id/retry, multi-line data and raw UTF-8, 3 bytes a write."""
@@ -164,7 +136,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 JPEG = b"\xff\xd8\xff\xe0" + b"not really a jpeg"
 
 
-def test_request(client_kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path) -> None:
+def test_the_request_carries_the_call_exactly(
+    client_kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path
+) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(JPEG)
     messages = [
@@ -203,7 +177,9 @@ def test_request(client_kind: str, backendapi_server: BackendApiTestServer, tmp_
     }
 
 
-def test_request_defaults(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_the_request_has_no_media_and_the_client_key_by_default(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     result = run_stream(
         client_kind, backendapi_server.url, "", client_options={"api_key": "sk-client"}
     )
@@ -230,7 +206,7 @@ def test_both_clients_send_the_same_request(
         conversation={"conversation_id": "c-1"},
         temperature=0.5,
     )
-    for kind in ("sync", "async"):
+    for kind in KINDS:
         result = run_stream(kind, backendapi_server.url, "gpt-4o", **call)
         assert result.error is None, kind
 
@@ -293,7 +269,7 @@ def big_content() -> str:
 
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 @pytest.mark.parametrize("transfer", ["chunked", "close"])
-def test_16_mib_event(
+def test_a_16_mib_event_arrives_intact(
     client_kind: str,
     backendapi_server: BackendApiTestServer,
     big_content: str,
@@ -315,32 +291,14 @@ def test_16_mib_event(
     assert digest == hashlib.sha256(big_content.encode()).hexdigest()
 
 
-# --- Closing early -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("how", ["close", "with"])
-def test_early_close_closes_the_connection(
-    client_kind: str, backendapi_server: BackendApiTestServer, how: str
-) -> None:
-    backendapi_server.reply(Reply([FIRST, Hold()]))
-
-    result = run_stream(
-        client_kind,
-        backendapi_server.url,
-        stop_after=1,
-        use_with=how == "with",
-        after_stream=lambda: disconnected(backendapi_server),
-    )
-
-    assert result.error is None
-    assert result.events == [FIRST]
-    assert result.stream.closed
-    assert result.after_stream is True  # before the client itself was closed
+# --- The with block ----------------------------------------------------------------------
 
 
 def test_with_block_sends_the_request_on_entering(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
+    """``with``/``async with client.create(...)`` sends the request on entering and gives
+    the stream itself; leaving the block closes the connection."""
     backendapi_server.reply(Reply([FIRST, Hold()]))
 
     result = run_stream(
@@ -349,49 +307,24 @@ def test_with_block_sends_the_request_on_entering(
         use_with=True,
         on_enter=lambda: len(backendapi_server.requests),
         stop_after=1,
+        after_stream=lambda: disconnected(backendapi_server),
     )
 
     assert result.error is None
     assert result.on_enter == 1
+    assert result.entered is result.stream
     assert result.events == [FIRST]
+    assert result.after_stream is True  # disconnected before the client itself was closed
 
 
 # --- Streams that end too early ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
-def test_chunked_body_cut_raises(
+def test_a_chunked_body_cut_after_an_event_raises_incomplete_stream(
     client_kind: str, backendapi_server: BackendApiTestServer, framing: str
 ) -> None:
     backendapi_server.reply(Reply([FIRST, Cut()], framing=framing))
-
-    result = run_stream(client_kind, backendapi_server.url)
-
-    assert result.events == [FIRST]
-    assert isinstance(result.error, IncompleteStreamError)
-
-
-@pytest.mark.parametrize(
-    "tail",
-    [b'event: content\ndata: {"type": "content", "cont', b'{"type": "content", "cont'],
-    ids=["sse", "ndjson"],
-)
-def test_close_delimited_body_ending_mid_event_raises(
-    client_kind: str, backendapi_server: BackendApiTestServer, tail: bytes
-) -> None:
-    backendapi_server.reply(Reply([sse(FIRST), tail], transfer="close"))
-
-    result = run_stream(client_kind, backendapi_server.url)
-
-    assert result.events == [FIRST]
-    assert isinstance(result.error, IncompleteStreamError)
-
-
-def test_close_delimited_body_ending_before_the_blank_line_raises(
-    client_kind: str, backendapi_server: BackendApiTestServer
-) -> None:
-    tail = b'event: content\ndata: {"type": "content", "content": "x"}\n'
-    backendapi_server.reply(Reply([sse(FIRST), tail], transfer="close"))
 
     result = run_stream(client_kind, backendapi_server.url)
 
@@ -417,7 +350,9 @@ def test_done_ends_the_stream_without_waiting_for_the_connection(
 # --- Errors ------------------------------------------------------------------------------
 
 
-def test_http_404(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_http_404_raises_a_status_error_with_the_servers_message(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     backendapi_server.reply(Reply.http_error(404, "Provider not found"))
 
     result = run_stream(client_kind, backendapi_server.url, provider="Nope")
@@ -428,7 +363,9 @@ def test_http_404(client_kind: str, backendapi_server: BackendApiTestServer) -> 
     assert "Provider not found" in str(result.error)
 
 
-def test_http_500_with_html(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_http_500_with_an_html_page_raises_a_status_error_quoting_it(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     # Every attempt gets the page, however often the client retries a 500.
     backendapi_server.default_reply = Reply(
         status=500, error="<html><body>Bad gateway</body></html>", content_type="text/html"
@@ -442,7 +379,9 @@ def test_http_500_with_html(client_kind: str, backendapi_server: BackendApiTestS
     assert "Bad gateway" in str(result.error)
 
 
-def test_connection_refused(client_kind: str, refused_url: str) -> None:
+def test_a_refused_connection_raises_a_connection_error_naming_the_url(
+    client_kind: str, refused_url: str
+) -> None:
     result = run_stream(client_kind, refused_url)
 
     assert type(result.error) is APIConnectionError
@@ -450,7 +389,9 @@ def test_connection_refused(client_kind: str, refused_url: str) -> None:
     assert result.error.url == refused_url + CONVERSATION_PATH
 
 
-def test_auth_event(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_auth_event_raises_an_authentication_error(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     auth = {"type": "auth", "auth": "MissingAuthError", "message": "Add a .har file"}
     backendapi_server.reply(Reply([PROVIDER, auth, FIRST]))
 
@@ -476,7 +417,7 @@ def test_message_event_is_not_fatal(
     assert result.events == events
 
 
-def test_html_page_with_status_200(
+def test_an_html_page_with_status_200_raises_a_decode_error(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     page = b"<html><body>Please log in</body></html>"
@@ -489,7 +430,9 @@ def test_html_page_with_status_200(
     assert "text/html" in str(result.error)
 
 
-def test_undecodable_line(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_undecodable_line_raises_a_decode_error(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     backendapi_server.reply(Reply([FIRST, b"<html><body>Bad gateway</body></html>\n"]))
 
     result = run_stream(client_kind, backendapi_server.url)
@@ -498,7 +441,9 @@ def test_undecodable_line(client_kind: str, backendapi_server: BackendApiTestSer
     assert "<html><body>Bad gateway" in str(result.error)
 
 
-def test_event_too_large(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+def test_an_event_over_max_event_size_raises_event_too_large(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     backendapi_server.reply(Reply([FIRST, {"type": "content", "content": "x" * 5000}]))
 
     result = run_stream(client_kind, backendapi_server.url, client_options={"max_event_size": 1024})
@@ -566,31 +511,6 @@ def test_create_returns_a_stream_not_a_coroutine(
         assert hasattr(stream, "__aenter__") and hasattr(stream, "__aexit__")
 
 
-def test_async_with_sends_the_request_on_entering(backendapi_server: BackendApiTestServer) -> None:
-    from backendapi import AsyncBackendApiClient
-
-    backendapi_server.reply(Reply([FIRST, Hold()]))
-
-    async def main() -> Dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        async with AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT) as client:
-            stream = client.create("m", MESSAGES)
-            async with stream as entered:
-                requests_on_entering = len(backendapi_server.requests)
-                first = await entered.__anext__()
-            gone = await loop.run_in_executor(None, disconnected, backendapi_server)
-            return {
-                "same": entered is stream,
-                "requests": requests_on_entering,
-                "first": first.get_dict(),
-                "disconnected": gone,
-            }
-
-    outcome = asyncio.run(main())
-
-    assert outcome == {"same": True, "requests": 1, "first": FIRST, "disconnected": True}
-
-
 PLAIN_SCRIPT = """
 import json, sys
 from backendapi import BackendApiClient
@@ -602,7 +522,9 @@ print(json.dumps({"events": events, "imported": imported}))
 """
 
 
-def test_sync_client_in_a_plain_script(backendapi_server: BackendApiTestServer) -> None:
+def test_the_sync_client_works_in_a_plain_script_without_aiohttp(
+    backendapi_server: BackendApiTestServer,
+) -> None:
     backendapi_server.reply(Reply([PROVIDER, FIRST, FINISH]))
 
     done = subprocess.run(

@@ -2,70 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
-import socket
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
 
 import pytest
+from clients import call
 
-from backendapi import APIConnectionError, APIStatusError, BackendApiClient, Timeout
+from backendapi import APIConnectionError, APIStatusError, BackendApiClient
 from backendapi.testing import BackendApiTestServer, RecordedRequest
 
-KINDS = ("sync", "async")
-TIMEOUT = Timeout(connect=5.0, read=10.0)
 MESSAGES = [{"role": "user", "content": "What is this?"}]
 BASE_URL_ENV = "BACKENDAPI_BASE_URL"
 API_KEY_ENV = "BACKENDAPI_API_KEY"
-
-
-@pytest.fixture
-def server() -> Iterator[BackendApiTestServer]:
-    with BackendApiTestServer() as test_server:
-        yield test_server
-
-
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def refused_url() -> str:
-    """A loopback URL where nothing listens: the port was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def call(kind: str, url: Optional[str], method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call ``client.<method>(*args, **kwargs)`` on a fresh `kind` client; streams are read.
-
-    `url` None leaves the client's base URL to the environment. Keyword arguments
-    starting with ``client_`` go to the client's constructor instead.
-    """
-    options: Dict[str, Any] = {"timeout": TIMEOUT, "max_retries": 0}
-    for name in [name for name in kwargs if name.startswith("client_")]:
-        options[name[len("client_") :]] = kwargs.pop(name)
-    if kind == "sync":
-        with BackendApiClient(url, **options) as client:
-            result = getattr(client, method)(*args, **kwargs)
-            return list(result) if method == "create" else result
-
-    async def main() -> Any:
-        from backendapi import AsyncBackendApiClient
-
-        async with AsyncBackendApiClient(url, **options) as client:
-            result = getattr(client, method)(*args, **kwargs)
-            if method == "create":
-                return [event async for event in result]
-            return await result
-
-    return asyncio.run(main())
 
 
 def last(server: BackendApiTestServer) -> RecordedRequest:
@@ -76,77 +26,94 @@ def last(server: BackendApiTestServer) -> RecordedRequest:
 # Plain endpoints
 
 
-def test_version(kind: str, server: BackendApiTestServer) -> None:
-    assert call(kind, server.url, "version") == {"version": "8.8.6", "latest_version": "8.8.6"}
-    assert (last(server).method, last(server).path) == ("GET", "/backend-api/v2/version")
+def test_version(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    assert call(client_kind, backendapi_server.url, "version") == {
+        "version": "8.8.6",
+        "latest_version": "8.8.6",
+    }
+    assert (last(backendapi_server).method, last(backendapi_server).path) == (
+        "GET",
+        "/backend-api/v2/version",
+    )
 
 
-def test_models(kind: str, server: BackendApiTestServer) -> None:
-    assert call(kind, server.url, "models") == {"ScriptedProvider": ["scripted-1"]}
-    assert last(server).path == "/backend-api/v2/models"
+def test_models(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    assert call(client_kind, backendapi_server.url, "models") == {
+        "ScriptedProvider": ["scripted-1"]
+    }
+    assert last(backendapi_server).path == "/backend-api/v2/models"
 
 
-def test_models_of_one_provider(kind: str, server: BackendApiTestServer) -> None:
-    models = call(kind, server.url, "models", "ScriptedProvider")
+def test_models_of_one_provider(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    models = call(client_kind, backendapi_server.url, "models", "ScriptedProvider")
     assert [model["model"] for model in models] == ["scripted-1"]
     assert models[0]["default"] is True
-    assert last(server).path == "/backend-api/v2/models/ScriptedProvider"
+    assert last(backendapi_server).path == "/backend-api/v2/models/ScriptedProvider"
 
 
 def test_models_of_an_unknown_provider_is_a_404_with_the_server_message(
-    kind: str, server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
     with pytest.raises(APIStatusError) as caught:
-        call(kind, server.url, "models", "NoSuchProvider")
+        call(client_kind, backendapi_server.url, "models", "NoSuchProvider")
     error = caught.value
     assert error.status_code == 404
     assert "Provider not found" in str(error)
     assert error.message.endswith("Provider not found")
     assert error.body == {"error": {"message": "Provider not found"}}
-    assert last(server).path == "/backend-api/v2/models/NoSuchProvider"
+    assert last(backendapi_server).path == "/backend-api/v2/models/NoSuchProvider"
 
 
-def test_providers(kind: str, server: BackendApiTestServer) -> None:
-    providers = call(kind, server.url, "providers")
+def test_providers(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    providers = call(client_kind, backendapi_server.url, "providers")
     assert [provider["name"] for provider in providers] == ["ScriptedProvider"]
     assert {"label", "auth", "vision"} <= set(providers[0])
-    assert last(server).path == "/backend-api/v2/providers"
+    assert last(backendapi_server).path == "/backend-api/v2/providers"
 
 
-def test_create_text(kind: str, server: BackendApiTestServer) -> None:
-    text = call(kind, server.url, "create_text", "Hello, wörld", model="m", provider="P")
+def test_create_text(client_kind: str, backendapi_server: BackendApiTestServer) -> None:
+    text = call(
+        client_kind, backendapi_server.url, "create_text", "Hello, wörld", model="m", provider="P"
+    )
     assert text == "Hello, wörld"  # the test server echoes the prompt by default
-    request = last(server)
+    request = last(backendapi_server)
     assert (request.method, request.path) == ("GET", "/backend-api/v2/create")
     assert request.query == {"prompt": "Hello, wörld", "model": "m", "provider": "P"}
 
 
 def test_create_text_reads_the_whole_streamed_answer(
-    kind: str, server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    server.create_text_reply = "A longer answer, streamed in pieces: ünïcödé 🌍 and more." * 50
-    assert call(kind, server.url, "create_text", "x") == server.create_text_reply
-    assert last(server).query == {"prompt": "x"}
+    backendapi_server.create_text_reply = (
+        "A longer answer, streamed in pieces: ünïcödé 🌍 and more." * 50
+    )
+    assert (
+        call(client_kind, backendapi_server.url, "create_text", "x")
+        == backendapi_server.create_text_reply
+    )
+    assert last(backendapi_server).query == {"prompt": "x"}
 
 
-def test_create_text_with_an_unknown_provider_is_a_404(kind: str) -> None:
+def test_create_text_with_an_unknown_provider_is_a_404(client_kind: str) -> None:
     with BackendApiTestServer(known_providers={"OpenaiChat"}) as server:
         with pytest.raises(APIStatusError, match="Provider not found") as caught:
-            call(kind, server.url, "create_text", "x", provider="Nope")
+            call(client_kind, server.url, "create_text", "x", provider="Nope")
         assert caught.value.status_code == 404
 
 
-def test_upload(kind: str, server: BackendApiTestServer, tmp_path: Path) -> None:
+def test_upload(client_kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path) -> None:
     document = tmp_path / "notes.txt"
     document.write_bytes(b"line one\r\nline two\n")
     png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
-    answer = call(kind, server.url, "upload", "bucket-1", [document, (png, "cat.png")])
+    answer = call(
+        client_kind, backendapi_server.url, "upload", "bucket-1", [document, (png, "cat.png")]
+    )
     assert answer == {
         "bucket_id": "bucket-1",
         "files": ["notes.txt"],
         "media": [{"name": "cat.png"}],
     }
-    request = last(server)
+    request = last(backendapi_server)
     assert (request.method, request.path) == ("POST", "/backend-api/v2/files/bucket-1")
     assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
     assert [(f.name, f.filename, f.content_type, f.data) for f in request.files] == [
@@ -163,12 +130,14 @@ def big_png(size: int = 300 * 1024) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + body
 
 
-def test_upload_media_sends_a_multipart_form(kind: str, server: BackendApiTestServer) -> None:
+def test_upload_media_sends_a_multipart_form(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     image = big_png()
     media = [(image, "big.png"), ("https://example.com/cat.jpg", None)]
     events = call(
-        kind,
-        server.url,
+        client_kind,
+        backendapi_server.url,
         "create",
         "gpt-4o",
         MESSAGES,
@@ -179,7 +148,7 @@ def test_upload_media_sends_a_multipart_form(kind: str, server: BackendApiTestSe
         client_upload_media=True,
     )
     assert events[-1].type == "finish"
-    request = last(server)
+    request = last(backendapi_server)
     assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
     body = {
         "model": "gpt-4o",
@@ -198,19 +167,21 @@ def test_upload_media_sends_a_multipart_form(kind: str, server: BackendApiTestSe
     assert request.files[0].data == image
 
 
-def test_upload_media_is_smaller_than_base64_json(kind: str, server: BackendApiTestServer) -> None:
+def test_upload_media_is_smaller_than_base64_json(
+    client_kind: str, backendapi_server: BackendApiTestServer
+) -> None:
     image = big_png()
     for upload_media in (False, True):
         call(
-            kind,
-            server.url,
+            client_kind,
+            backendapi_server.url,
             "create",
             "gpt-4o",
             MESSAGES,
             [(image, "big.png")],
             client_upload_media=upload_media,
         )
-    as_json, as_form = server.requests
+    as_json, as_form = backendapi_server.requests
     assert as_json.headers["Content-Type"] == "application/json"
     data_uri = as_json.json["media"][0][0]
     assert base64.b64decode(data_uri.split(",", 1)[1]) == image
@@ -221,10 +192,10 @@ def test_upload_media_is_smaller_than_base64_json(kind: str, server: BackendApiT
 
 
 def test_upload_media_without_media_still_sends_the_form(
-    kind: str, server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
-    call(kind, server.url, "create", "m", MESSAGES, client_upload_media=True)
-    request = last(server)
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES, client_upload_media=True)
+    request = last(backendapi_server)
     assert request.json == {"model": "m", "messages": MESSAGES, "media": None, "api_key": None}
     assert (request.files, request.media_urls) == ([], [])
 
@@ -233,52 +204,64 @@ def test_upload_media_without_media_still_sends_the_form(
 
 
 def test_environment_gives_base_url_and_api_key(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    client_kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(BASE_URL_ENV, server.url)
+    monkeypatch.setenv(BASE_URL_ENV, backendapi_server.url)
     monkeypatch.setenv(API_KEY_ENV, "env-key")
-    events = call(kind, None, "create", "m", MESSAGES)
+    events = call(client_kind, None, "create", "m", MESSAGES)
     assert events[-1].type == "finish"
-    assert last(server).json["api_key"] == "env-key"
-    assert call(kind, None, "version")["version"] == "8.8.6"
+    assert last(backendapi_server).json["api_key"] == "env-key"
+    assert call(client_kind, None, "version")["version"] == "8.8.6"
 
 
 def test_arguments_win_over_the_environment(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch, refused_url: str
+    client_kind: str,
+    backendapi_server: BackendApiTestServer,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_url: str,
 ) -> None:
     monkeypatch.setenv(BASE_URL_ENV, refused_url)
     monkeypatch.setenv(API_KEY_ENV, "env-key")
-    call(kind, server.url, "create", "m", MESSAGES, client_api_key="argument-key")
-    assert last(server).json["api_key"] == "argument-key"
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES, client_api_key="argument-key")
+    assert last(backendapi_server).json["api_key"] == "argument-key"
     # A key given to the call wins over both.
-    call(kind, server.url, "create", "m", MESSAGES, None, "call-key", client_api_key="argument-key")
-    assert last(server).json["api_key"] == "call-key"
+    call(
+        client_kind,
+        backendapi_server.url,
+        "create",
+        "m",
+        MESSAGES,
+        None,
+        "call-key",
+        client_api_key="argument-key",
+    )
+    assert last(backendapi_server).json["api_key"] == "call-key"
 
 
 def test_environment_base_url_is_really_used(
-    kind: str, monkeypatch: pytest.MonkeyPatch, refused_url: str
+    client_kind: str, monkeypatch: pytest.MonkeyPatch, refused_url: str
 ) -> None:
     monkeypatch.setenv(BASE_URL_ENV, refused_url)
     with pytest.raises(APIConnectionError) as caught:
-        call(kind, None, "version")
+        call(client_kind, None, "version")
     assert caught.value.url is not None and caught.value.url.startswith(refused_url)
 
 
 def test_empty_environment_variables_are_ignored(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    client_kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(API_KEY_ENV, "")
-    call(kind, server.url, "create", "m", MESSAGES)
-    assert last(server).json["api_key"] is None
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES)
+    assert last(backendapi_server).json["api_key"] is None
 
 
 def test_no_environment_means_no_key(
-    kind: str, server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
+    client_kind: str, backendapi_server: BackendApiTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     monkeypatch.delenv(BASE_URL_ENV, raising=False)
-    call(kind, server.url, "create", "m", MESSAGES)
-    assert last(server).json["api_key"] is None
+    call(client_kind, backendapi_server.url, "create", "m", MESSAGES)
+    assert last(backendapi_server).json["api_key"] is None
     client = BackendApiClient()
     assert client.base_url == "http://localhost:8080"
     client.close()

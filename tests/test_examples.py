@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import signal
 import subprocess
 import sys
@@ -15,19 +14,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 import requests
 from aiohttp.test_utils import TestClient, TestServer
+from processes import child_env, ended
 
 from backendapi import BackendApiError
 from backendapi.testing import BackendApiTestServer, Hold, Reply
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TIMEOUT = 30
-
-
-def example_env(**extra: str) -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKENDAPI_")}
-    env["PYTHONIOENCODING"] = "utf-8"
-    env.update(extra)
-    return env
 
 
 def run_example(
@@ -39,7 +32,7 @@ def run_example(
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env=env if env is not None else example_env(),
+        env=env if env is not None else child_env(),
         timeout=TIMEOUT,
     )
 
@@ -108,7 +101,7 @@ def test_chat_script_keeps_the_conversation(
     backendapi_server.reply(Reply.answer(FIRST), Reply.answer(SECOND))
     if how == "environment":
         result = run_example(
-            "chat_script.py", env=example_env(BACKENDAPI_BASE_URL=backendapi_server.url)
+            "chat_script.py", env=child_env(BACKENDAPI_BASE_URL=backendapi_server.url)
         )
     else:
         result = run_example("chat_script.py", backendapi_server.url)
@@ -146,9 +139,9 @@ def test_web_relay_as_a_program(backendapi_server: BackendApiTestServer) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=example_env(),
+        env=child_env(),
     )  # fmt: skip
-    try:
+    with ended(process):
         assert process.stdout is not None
         url = process.stdout.readline().strip()  # printed once it listens
         assert url.startswith("http://127.0.0.1:")
@@ -165,11 +158,6 @@ def test_web_relay_as_a_program(backendapi_server: BackendApiTestServer) -> None
         assert body["provider"] == "ScriptedProvider"
         process.send_signal(signal.SIGINT)
         assert process.wait(TIMEOUT) == 0
-    finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()  # type: ignore[union-attr]
-        process.stderr.close()  # type: ignore[union-attr]
 
 
 # -- web_relay.py: in-process, with aiohttp's test utilities -----------------------------

@@ -10,6 +10,7 @@ from typing import List
 
 import pytest
 from clients import run_stream
+from scripted import CONVERSATION_PATH
 
 from backendapi.testing import BackendApiTestServer, Reply
 
@@ -30,7 +31,7 @@ def test_debug_log_shows_request_status_and_summary(
     )
     assert result.error is None
     lines = [record.getMessage() for record in backendapi_records(caplog)]
-    url = backendapi_server.url + "/backend-api/v2/conversation"
+    url = backendapi_server.url + CONVERSATION_PATH
 
     request = [line for line in lines if line.startswith("POST ")]
     assert len(request) == 1

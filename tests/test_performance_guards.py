@@ -20,6 +20,7 @@ import json
 from typing import Any, List, Tuple
 
 import pytest
+from clients import MESSAGES
 
 from backendapi import AsyncBackendApiClient, BackendApiClient, EventDecoder
 from backendapi.testing import BackendApiTestServer, Reply
@@ -27,7 +28,6 @@ from backendapi.testing._wire import encode_event
 
 MiB = 1024 * 1024
 PIECE = 4096
-MESSAGES = [{"role": "user", "content": "Hello"}]
 
 
 class CountingBuffer(bytearray):

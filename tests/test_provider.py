@@ -6,7 +6,7 @@ import asyncio
 import copy
 import gc
 import logging
-from typing import Any, AsyncIterator, Iterator, List, Optional, Type
+from typing import Any, AsyncIterator, List, Optional, Type
 
 import pytest
 
@@ -23,12 +23,6 @@ ERROR_REPLY = Reply(
 )
 AUTH_REPLY = Reply([{"type": "auth", "auth": "MissingAuthError", "message": "log in first"}])
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(16)
-
-
-@pytest.fixture
-def server() -> Iterator[BackendApiTestServer]:
-    with BackendApiTestServer() as test_server:
-        yield test_server
 
 
 def local(url: str, **attributes: Any) -> Type[BackendApi]:
@@ -52,12 +46,12 @@ COLLECTORS = {"create_async_generator": collect_async, "create_completion": coll
 
 
 def test_the_seed_example_runs_unchanged(
-    server: BackendApiTestServer, capsys: pytest.CaptureFixture[str]
+    backendapi_server: BackendApiTestServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     class Local(BackendApi):
-        url = server.url
+        url = backendapi_server.url
 
-    server.reply(Reply.answer("Hi there, world"))
+    backendapi_server.reply(Reply.answer("Hi there, world"))
 
     # The design note's example, word for word, with Local for BackendApi.
     model = "gpt-3.5-turbo"
@@ -83,56 +77,66 @@ def test_the_seed_example_runs_unchanged(
     ]
     assert "type='finish'" in printed[-1]
     assert "your_api_key" not in "\n".join(printed)
-    assert server.requests[0].json == {
+    assert backendapi_server.requests[0].json == {
         "model": model,
         "messages": messages,
         "media": None,
         "api_key": api_key,
     }
-    assert server.requests[0].headers["Accept"] == "text/event-stream"
+    assert backendapi_server.requests[0].headers["Accept"] == "text/event-stream"
 
 
 @pytest.mark.parametrize("method", sorted(COLLECTORS))
-def test_events_are_yielded_as_raw_responses(server: BackendApiTestServer, method: str) -> None:
-    server.reply(Reply.answer("Hi", title="Greeting"))
-    responses = COLLECTORS[method](local(server.url), "m", MESSAGES, None, None, provider="P")
+def test_events_are_yielded_as_raw_responses(
+    backendapi_server: BackendApiTestServer, method: str
+) -> None:
+    backendapi_server.reply(Reply.answer("Hi", title="Greeting"))
+    responses = COLLECTORS[method](
+        local(backendapi_server.url), "m", MESSAGES, None, None, provider="P"
+    )
     assert all(isinstance(response, RawResponse) for response in responses)
     types = [response.type for response in responses]
     assert types == ["provider", "content", "title", "usage", "finish"]
     assert responses[1].content == "Hi"
     assert responses[2].get_dict() == {"type": "title", "title": "Greeting"}
-    assert server.requests[0].json["provider"] == "P"
+    assert backendapi_server.requests[0].json["provider"] == "P"
 
 
-def test_both_methods_yield_the_same_events(server: BackendApiTestServer) -> None:
-    server.default_reply = Reply.answer("Same answer", conversation={"id": "c1"})
-    provider = local(server.url)
+def test_both_methods_yield_the_same_events(backendapi_server: BackendApiTestServer) -> None:
+    backendapi_server.default_reply = Reply.answer("Same answer", conversation={"id": "c1"})
+    provider = local(backendapi_server.url)
     assert collect_async(provider, "m", MESSAGES) == collect_sync(provider, "m", MESSAGES)
 
 
 @pytest.mark.parametrize("method", sorted(COLLECTORS))
-def test_headers_attribute_reaches_the_request(server: BackendApiTestServer, method: str) -> None:
-    provider = local(server.url, headers={"X-Custom": "yes", "Authorization": "Bearer t"})
+def test_headers_attribute_reaches_the_request(
+    backendapi_server: BackendApiTestServer, method: str
+) -> None:
+    provider = local(
+        backendapi_server.url, headers={"X-Custom": "yes", "Authorization": "Bearer t"}
+    )
     COLLECTORS[method](provider, "m", MESSAGES)
-    headers = server.requests[0].headers
+    headers = backendapi_server.requests[0].headers
     assert (headers["X-Custom"], headers["Authorization"]) == ("yes", "Bearer t")
 
 
 @pytest.mark.parametrize("method", sorted(COLLECTORS))
-def test_ssl_false_is_accepted(server: BackendApiTestServer, method: str) -> None:
+def test_ssl_false_is_accepted(backendapi_server: BackendApiTestServer, method: str) -> None:
     # Plain http has nothing to verify; the point is that the client takes the attribute.
-    responses = COLLECTORS[method](local(server.url, ssl=False), "m", MESSAGES)
+    responses = COLLECTORS[method](local(backendapi_server.url, ssl=False), "m", MESSAGES)
     assert responses[-1].type == "finish"
-    assert len(server.requests) == 1
+    assert len(backendapi_server.requests) == 1
 
 
 @pytest.mark.parametrize("method", sorted(COLLECTORS))
-def test_ssl_attribute_reaches_the_client(server: BackendApiTestServer, method: str) -> None:
+def test_ssl_attribute_reaches_the_client(
+    backendapi_server: BackendApiTestServer, method: str
+) -> None:
     # The client gets the attribute as it is: a CA bundle that does not exist is refused.
-    missing = local(server.url, ssl="/nonexistent/ca-bundle.pem")
+    missing = local(backendapi_server.url, ssl="/nonexistent/ca-bundle.pem")
     with pytest.raises(InvalidInputError, match=r"ca-bundle\.pem"):
         COLLECTORS[method](missing, "m", MESSAGES)
-    assert server.requests == []
+    assert backendapi_server.requests == []
     # The refused client must go away quietly (an error in its __del__ fails the test here).
     gc.collect()
 
@@ -143,10 +147,10 @@ def test_ssl_attribute_reaches_the_client(server: BackendApiTestServer, method: 
     [(ERROR_REPLY, "error", "slow down"), (AUTH_REPLY, "auth", "log in first")],
 )
 def test_error_events_are_yielded_last_not_raised(
-    server: BackendApiTestServer, method: str, reply: Reply, kind: str, message: str
+    backendapi_server: BackendApiTestServer, method: str, reply: Reply, kind: str, message: str
 ) -> None:
-    server.reply(reply)
-    responses = COLLECTORS[method](local(server.url), "m", MESSAGES)
+    backendapi_server.reply(reply)
+    responses = COLLECTORS[method](local(backendapi_server.url), "m", MESSAGES)
     assert responses[-1].type == kind
     assert responses[-1].message == message
     assert [response.type for response in responses[:-1]] == (
@@ -155,12 +159,12 @@ def test_error_events_are_yielded_last_not_raised(
 
 
 @pytest.mark.parametrize("method", sorted(COLLECTORS))
-def test_media_list_is_not_modified(server: BackendApiTestServer, method: str) -> None:
+def test_media_list_is_not_modified(backendapi_server: BackendApiTestServer, method: str) -> None:
     media = [(PNG, "a.png"), ("https://example.com/b.jpg", None)]
     snapshot = copy.deepcopy(media)
-    COLLECTORS[method](local(server.url), "m", MESSAGES, media)
+    COLLECTORS[method](local(backendapi_server.url), "m", MESSAGES, media)
     assert media == snapshot
-    sent = server.requests[0].json["media"]
+    sent = backendapi_server.requests[0].json["media"]
     assert sent[0][0].startswith("data:image/png;base64,")
     assert sent[0][1] == "a.png"
     assert sent[1] == ["https://example.com/b.jpg", None]
@@ -168,14 +172,14 @@ def test_media_list_is_not_modified(server: BackendApiTestServer, method: str) -
 
 @pytest.mark.parametrize("method", sorted(COLLECTORS))
 def test_api_key_is_never_logged(
-    server: BackendApiTestServer, method: str, caplog: pytest.LogCaptureFixture
+    backendapi_server: BackendApiTestServer, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = "sk-test-0123456789abcdef"
-    server.reply(ERROR_REPLY)  # the error path logs too
+    backendapi_server.reply(ERROR_REPLY)  # the error path logs too
     caplog.set_level(logging.DEBUG)
-    COLLECTORS[method](local(server.url), "m", MESSAGES, None, key)
-    COLLECTORS[method](local(server.url), "m", MESSAGES, None, key)
-    assert server.requests[0].json["api_key"] == key
+    COLLECTORS[method](local(backendapi_server.url), "m", MESSAGES, None, key)
+    COLLECTORS[method](local(backendapi_server.url), "m", MESSAGES, None, key)
+    assert backendapi_server.requests[0].json["api_key"] == key
     records = [record for record in caplog.records if record.name.startswith("backendapi")]
     assert records, "the SDK logged nothing at DEBUG: this test would prove nothing"
     for record in caplog.records:
@@ -192,8 +196,10 @@ def test_unset_url_gives_a_clear_error(method: str, url: Optional[str]) -> None:
         COLLECTORS[method](provider, "m", MESSAGES)
 
 
-def test_create_async_generator_is_an_async_generator(server: BackendApiTestServer) -> None:
-    generator = local(server.url).create_async_generator("m", MESSAGES)
+def test_create_async_generator_is_an_async_generator(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    generator = local(backendapi_server.url).create_async_generator("m", MESSAGES)
     assert isinstance(generator, AsyncIterator)
 
     async def first_then_close() -> RawResponse:

@@ -16,18 +16,19 @@ import gc
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 import tracemalloc
-import warnings
 import weakref
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from clients import MESSAGES, TEST_TIMEOUT, run_stream
+from clients import MESSAGES, TEST_TIMEOUT, in_thread, run_stream, run_turns
+from leaks import recorded_leaks
+from loopback import RawServer
+from scripted import FINISH, FIRST, SECOND, WAIT, chunk, disconnected, sse
 
 from backendapi import (
     APITimeoutError,
@@ -39,207 +40,31 @@ from backendapi import (
 )
 from backendapi.testing import BackendApiTestServer, Cut, Hold, Reply, Wait
 
-WAIT = 5.0  # seconds to wait for something the server reports; only reached on failure
-FIRST = {"type": "content", "content": "Hello"}
-SECOND = {"type": "content", "content": " world"}
-FINISH = {"type": "finish", "finish": {"reason": "stop"}}
+# Every test fails if it leaves a socket, response, session or connector to the GC.
+pytestmark = pytest.mark.usefixtures("no_leaks")
+
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n"
 )
 
 
-def sse(event: Dict[str, Any]) -> bytes:
-    """One event in SSE framing, as g4f 8.x sends it."""
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-
-def chunk(data: bytes) -> bytes:
-    """One chunk of a chunked HTTP body."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-# --- Leak detection ----------------------------------------------------------------------
-
-
-def _is_leak(warning: warnings.WarningMessage) -> bool:
-    # aiohttp's "Unclosed client session/connector/response" are ResourceWarnings too.
-    return issubclass(warning.category, ResourceWarning)
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: List[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextlib.contextmanager
-def recorded_leaks() -> Iterator[List[str]]:
-    """Collect what garbage collection reports as leaked in the block: ResourceWarnings
-    (unclosed sockets, transports, aiohttp responses, sessions and connectors) and the
-    "Unclosed ..." errors aiohttp hands to the event loop's exception handler, which asyncio
-    logs. The list is filled when the block ends, after a ``gc.collect()``.
-
-    A warning raised in ``__del__`` is only reported by pytest as unraisable, and it can
-    surface in a later test; recording it here pins it on the test that caused it.
-    """
-    handler = _Records()
-    asyncio_logger = logging.getLogger("asyncio")
-    asyncio_logger.addHandler(handler)
-    leaks: List[str] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            # Only ResourceWarnings change filter: others keep pytest's (an exception in a
-            # __del__ still fails the test as PytestUnraisableExceptionWarning).
-            warnings.simplefilter("always", ResourceWarning)
-            try:
-                yield leaks
-            finally:
-                gc.collect()
-        leaks += [str(warning.message) for warning in caught if _is_leak(warning)]
-        leaks += [
-            record.getMessage()
-            for record in handler.records
-            if "unclosed" in record.getMessage().lower()
-        ]
-        # Hand any other warning on to pytest, as if this block had not recorded it.
-        for warning in caught:
-            if not _is_leak(warning):
-                warnings.warn_explicit(
-                    warning.message, warning.category, warning.filename, warning.lineno
-                )
-    finally:
-        asyncio_logger.removeHandler(handler)
-
-
-@pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Fail any test here that leaves a socket, response, session or connector to the GC."""
-    with recorded_leaks() as leaks:
-        yield
-    assert leaks == []
-
-
-def disconnected(server: BackendApiTestServer, index: int = 0) -> bool:
-    """Wait until the server saw the client drop request `index`; False after `WAIT` s."""
-    return server.requests[index].disconnected.wait(WAIT)
-
-
-async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a blocking call (waiting on the server's events) without stalling the loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
-
-
-# --- A raw HTTP server, for faults aiohttp.web cannot produce ------------------------------
-
-
-class RawServer:
-    """An HTTP server on 127.0.0.1 answering every request with the same canned bytes.
-
-    After the answer it closes its side cleanly (a FIN, not a reset), so the client sees
-    exactly those bytes and then the end of the connection. With ``answer=None`` it accepts
-    the connection, reads the request and never answers; `client_closed` is set once the
-    client gives up and closes the connection.
-    """
-
-    def __init__(self, answer: Optional[bytes]) -> None:
-        self.answer = answer
-        self.requests = 0
-        self.client_closed = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._connections: List[socket.socket] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, name="raw-server", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return  # closed by stop()
-            with self._lock:
-                self._connections.append(connection)
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
-
-    def _answer(self, connection: socket.socket) -> None:
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                received = connection.recv(65536)
-                if not received:
-                    return
-                data += received
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            while len(body) < length:
-                received = connection.recv(65536)
-                if not received:
-                    return
-                body += received
-            with self._lock:
-                self.requests += 1
-            if self.answer is not None:
-                connection.sendall(self.answer)
-                connection.shutdown(socket.SHUT_WR)
-            while connection.recv(65536):
-                pass
-            self.client_closed.set()
-        except OSError:
-            pass  # stop() shut the connection down
-
-    def stop(self) -> None:
-        # shutdown() wakes the thread blocked in accept(); close() alone would not.
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(WAIT)
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-
-
-@pytest.fixture
-def raw_server() -> Iterator[Callable[[Optional[bytes]], RawServer]]:
-    """Start `RawServer`s for the test; all are stopped after it."""
-    started: List[RawServer] = []
-
-    def start(answer: Optional[bytes]) -> RawServer:
-        server = RawServer(answer)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 # --- Cancellation: every way of leaving a stream closes its connection -------------------
 
 
-def test_break_then_close_closes_the_connection(
-    client_kind: str, backendapi_server: BackendApiTestServer
+@pytest.mark.parametrize("how", ["break then close", "break out of a with block"])
+def test_leaving_a_stream_early_closes_the_connection(
+    client_kind: str, backendapi_server: BackendApiTestServer, how: str
 ) -> None:
+    """`break`, then ``close()``/``await aclose()``; or `break` out of the loop and so out of
+    a ``with``/``async with client.create(...)`` block."""
     backendapi_server.reply(Reply([FIRST, Hold()]))
 
     result = run_stream(
         client_kind,
         backendapi_server.url,
-        stop_after=1,  # break, then close() / await aclose()
+        use_with=how == "break out of a with block",
+        stop_after=1,
         after_stream=lambda: disconnected(backendapi_server),
     )
 
@@ -247,25 +72,6 @@ def test_break_then_close_closes_the_connection(
     assert result.events == [FIRST]
     assert result.stream.closed
     assert result.after_stream is True  # seen by the server while the client was still open
-
-
-def test_leaving_a_with_block_closes_the_connection(
-    client_kind: str, backendapi_server: BackendApiTestServer
-) -> None:
-    backendapi_server.reply(Reply([FIRST, Hold()]))
-
-    result = run_stream(
-        client_kind,
-        backendapi_server.url,
-        use_with=True,
-        stop_after=1,  # break out of the loop and so out of the block
-        after_stream=lambda: disconnected(backendapi_server),
-    )
-
-    assert result.error is None
-    assert result.events == [FIRST]
-    assert result.stream.closed
-    assert result.after_stream is True
 
 
 class Boom(Exception):
@@ -319,39 +125,30 @@ def test_dropping_an_unfinished_stream_closes_the_connection(
         cycle["self"] = cycle
         return cycle
 
+    def drop(streams: List[Any]) -> Dict[str, bool]:
+        """Drop the only reference to the stream in ``streams`` (held as `held_by` says),
+        then collect garbage: whether the stream was freed, and open until then."""
+        collected = weakref.ref(streams[0])
+        holder = hold(streams.pop())
+        open_before = not backendapi_server.requests[0].disconnected.is_set()
+        del holder
+        gc.collect()
+        return {"collected": collected() is None, "open before": open_before}
+
     def sync() -> Dict[str, Any]:
         with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            stream = client.create("m", MESSAGES)
-            first = next(stream).get_dict()
-            collected = weakref.ref(stream)
-            holder = hold(stream)
-            del stream
-            open_before = not backendapi_server.requests[0].disconnected.is_set()
-            del holder
-            gc.collect()
-            return {
-                "first": first,
-                "collected": collected() is None,
-                "open before": open_before,
-                "disconnected": disconnected(backendapi_server),
-            }
+            streams = [client.create("m", MESSAGES)]
+            first = next(streams[0]).get_dict()
+            dropped = drop(streams)  # while the client is open
+            return {"first": first, **dropped, "disconnected": disconnected(backendapi_server)}
 
     async def asynchronous() -> Dict[str, Any]:
         async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            stream = client.create("m", MESSAGES)
-            first = (await stream.__anext__()).get_dict()
-            collected = weakref.ref(stream)
-            holder = hold(stream)
-            del stream
-            open_before = not backendapi_server.requests[0].disconnected.is_set()
-            del holder
-            gc.collect()
-            return {
-                "first": first,
-                "collected": collected() is None,
-                "open before": open_before,
-                "disconnected": await in_thread(disconnected, backendapi_server),
-            }
+            streams = [client.create("m", MESSAGES)]
+            first = (await streams[0].__anext__()).get_dict()
+            dropped = drop(streams)  # while the client is open and its loop runs
+            gone = await in_thread(disconnected, backendapi_server)
+            return {"first": first, **dropped, "disconnected": gone}
 
     outcome = sync() if client_kind == "sync" else asyncio.run(asynchronous())
 
@@ -432,38 +229,10 @@ def test_async_client_dropped_unclosed_inside_its_loop_leaks_nothing(
         assert disconnected(backendapi_server)
 
 
-def test_async_client_keeps_working_across_two_asyncio_runs(
-    backendapi_server: BackendApiTestServer,
-) -> None:
-    """Scripts and notebooks call ``asyncio.run`` once per question: the client makes a new
-    session for the new loop (what it leaks doing so is for the next tests to judge)."""
-    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
-    client = AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT)
-
-    async def use() -> List[Dict[str, Any]]:
-        return [event.get_dict() async for event in client.create("m", MESSAGES)]
-
-    async def use_then_close() -> List[Dict[str, Any]]:
-        try:
-            return await use()
-        finally:
-            await client.aclose()
-
-    with recorded_leaks():
-        results = [asyncio.run(use()), asyncio.run(use_then_close())]
-
-    assert results == [[FIRST, SECOND, FINISH]] * 2
-    assert len(backendapi_server.requests) == 2
-
-
-def test_second_asyncio_run_closes_the_first_runs_connections(
-    backendapi_server: BackendApiTestServer,
-) -> None:
-    """The session made in the first ``asyncio.run`` is dropped when the second run needs a
-    new one. Its loop is closed by then, yet its pooled keep-alive connection must still be
-    closed, not left to the garbage collector (an "unclosed socket" ResourceWarning)."""
-    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
-    client = AsyncBackendApiClient(backendapi_server.url, timeout=TEST_TIMEOUT)
+def stream_in_two_asyncio_runs(url: str) -> Tuple[List[List[Dict[str, Any]]], List[str]]:
+    """One `AsyncBackendApiClient` streams in an ``asyncio.run``, then in a second one that
+    also closes it: the events of each run, and what leaked (`recorded_leaks`)."""
+    client = AsyncBackendApiClient(url, timeout=TEST_TIMEOUT)
 
     async def use() -> List[Dict[str, Any]]:
         return [event.get_dict() async for event in client.create("m", MESSAGES)]
@@ -476,6 +245,31 @@ def test_second_asyncio_run_closes_the_first_runs_connections(
 
     with recorded_leaks() as leaks:
         results = [asyncio.run(use()), asyncio.run(use_then_close())]
+    return results, leaks
+
+
+def test_async_client_keeps_working_across_two_asyncio_runs(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    """Scripts and notebooks call ``asyncio.run`` once per question: the client makes a new
+    session for the new loop (what it leaks doing so is for the next test to judge)."""
+    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
+
+    results, _ = stream_in_two_asyncio_runs(backendapi_server.url)
+
+    assert results == [[FIRST, SECOND, FINISH]] * 2
+    assert len(backendapi_server.requests) == 2
+
+
+def test_second_asyncio_run_closes_the_first_runs_connections(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    """The session made in the first ``asyncio.run`` is dropped when the second run needs a
+    new one. Its loop is closed by then, yet its pooled keep-alive connection must still be
+    closed, not left to the garbage collector (an "unclosed socket" ResourceWarning)."""
+    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH])
+
+    results, leaks = stream_in_two_asyncio_runs(backendapi_server.url)
 
     assert results == [[FIRST, SECOND, FINISH]] * 2
     assert leaks == []
@@ -503,27 +297,6 @@ def test_async_client_dropped_after_its_loop_closed_leaks_nothing(
 # --- Connection reuse --------------------------------------------------------------------
 
 
-def stream_sequentially(kind: str, url: str, count: int, **create: Any) -> List[Any]:
-    """Read `count` streams to their end, one after the other, on one client."""
-
-    def sync() -> List[Any]:
-        with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            return [
-                [event.get_dict() for event in client.create("m", MESSAGES, **create)]
-                for _ in range(count)
-            ]
-
-    async def asynchronous() -> List[Any]:
-        results = []
-        async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
-            for _ in range(count):
-                stream = client.create("m", MESSAGES, **create)
-                results.append([event.get_dict() async for event in stream])
-        return results
-
-    return sync() if kind == "sync" else asyncio.run(asynchronous())
-
-
 @pytest.mark.parametrize(
     ("transfer", "gzip", "connections"),
     [("chunked", False, 1), ("chunked", True, 1), ("length", False, 1), ("close", False, 5)],
@@ -544,9 +317,9 @@ def test_sequential_streams_reuse_one_keep_alive_connection(
     """
     backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH], transfer=transfer, gzip=gzip)
 
-    results = stream_sequentially(client_kind, backendapi_server.url, 5)
+    turns = run_turns(client_kind, backendapi_server.url, [lambda: None] * 5)
 
-    assert results == [[FIRST, SECOND, FINISH]] * 5
+    assert [(turn.events, turn.error) for turn in turns] == [([FIRST, SECOND, FINISH], None)] * 5
     assert len(backendapi_server.requests) == 5
     assert backendapi_server.connections_accepted == connections
 
@@ -614,18 +387,18 @@ def test_connection_cut_raises_incomplete_stream(
     ids=["no-last-chunk", "inside-a-chunk-mid-event", "inside-a-chunk-after-an-event"],
 )
 def test_chunked_body_cut_short_raises_incomplete_stream(
-    client_kind: str, raw_server: Callable[[Optional[bytes]], RawServer], rest: bytes
+    client_kind: str, raw_server: RawServer, rest: bytes
 ) -> None:
     """The server closes cleanly (FIN) before the chunked body is complete: before its
     zero-length last chunk, or inside a chunk that announced 256 bytes."""
-    server = raw_server(STREAM_HEAD + chunk(sse(FIRST)) + rest)
+    raw_server.answer = STREAM_HEAD + chunk(sse(FIRST)) + rest
 
-    result = run_stream(client_kind, server.url)
+    result = run_stream(client_kind, raw_server.url)
 
     expected = [FIRST, SECOND] if sse(SECOND) in rest else [FIRST]
     assert result.events == expected
     assert isinstance(result.error, IncompleteStreamError)
-    assert server.requests == 1  # not retried: part of the answer had been read
+    assert raw_server.requests == 1  # not retried: part of the answer had been read
 
 
 @pytest.mark.parametrize(
@@ -755,23 +528,21 @@ def test_html_page_with_status_200_raises_decode_error(
     assert len(message) < 1000  # an excerpt, not the whole page
 
 
-def test_server_that_never_answers_raises_timeout(
-    client_kind: str, raw_server: Callable[[Optional[bytes]], RawServer]
-) -> None:
+def test_server_that_never_answers_raises_timeout(client_kind: str, raw_server: RawServer) -> None:
     """The connection is accepted and the request read, but no answer ever comes."""
-    server = raw_server(None)
+    raw_server.answer = None
     started = time.monotonic()
 
     result = run_stream(
-        client_kind, server.url, client_options={"timeout": Timeout(connect=5, read=0.5)}
+        client_kind, raw_server.url, client_options={"timeout": Timeout(connect=5, read=0.5)}
     )
 
     elapsed = time.monotonic() - started
     assert isinstance(result.error, APITimeoutError)
     assert "read timeout" in str(result.error)
     assert 0.5 <= elapsed < WAIT
-    assert server.requests == 1  # a read timeout is not retried: the server may be working
-    assert server.client_closed.wait(WAIT)
+    assert raw_server.requests == 1  # a read timeout is not retried: the server may be working
+    assert raw_server.client_closed.wait(WAIT)
 
 
 def test_server_silent_mid_stream_raises_timeout(

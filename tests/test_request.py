@@ -25,6 +25,8 @@ import aiohttp
 import pytest
 import responses
 from aioresponses import aioresponses
+from clients import MESSAGES, client_class
+from scripted import CONVERSATION_PATH
 from yarl import URL
 
 from backendapi import (
@@ -54,11 +56,9 @@ def build_conversation_request(*args: Any, **kwargs: Any) -> PreparedRequest:
 
 
 BASE = "http://127.0.0.1:9"
-ENDPOINT = BASE + "/backend-api/v2/conversation"
-MESSAGES = [{"role": "user", "content": "Hello"}]
+ENDPOINT = BASE + CONVERSATION_PATH
 KEY = "sk-test-5f3a9c1e7b2d"
 DATA = pathlib.Path(__file__).parent / "data"
-KINDS = ("sync", "async")
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01"
@@ -85,17 +85,16 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def make_client(kind: str, base_url: object = BASE, **options: Any) -> Any:
-    cls = BackendApiClient if kind == "sync" else AsyncBackendApiClient
-    return cls(base_url, **options)
+    return client_class(kind)(base_url, **options)
 
 
 # -- arguments of create(), checked before any request ---------------------------------------
 
 
-@pytest.fixture(params=KINDS)
-def offline_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+@pytest.fixture
+def offline_client(client_kind: str) -> Iterator[Any]:
     """A client whose every request would be caught: none may be sent."""
-    if request.param == "sync":
+    if client_kind == "sync":
         with responses.RequestsMock() as mock:
             client = BackendApiClient(BASE, api_key=KEY, max_retries=0)
             yield client
@@ -251,15 +250,14 @@ def unraisable(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Any]]:
     gc.collect()
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", sorted(BAD_OPTIONS))
-def test_bad_constructor_argument(kind: str, case: str, unraisable: List[Any]) -> None:
+def test_bad_constructor_argument(client_kind: str, case: str, unraisable: List[Any]) -> None:
     # A failing finalizer is for test_failed_constructor_leaves_nothing_behind to report.
     options, fragments = BAD_OPTIONS[case]
     options = dict(options)
     base_url = options.pop("base_url", BASE)
     with pytest.raises(InvalidInputError) as caught:
-        make_client(kind, base_url, **options)
+        make_client(client_kind, base_url, **options)
     check_invalid_input(caught.value, fragments)
 
 
@@ -290,11 +288,10 @@ def test_bad_timeout_object_is_refused() -> None:
             Timeout(**bad)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_failed_constructor_leaves_nothing_behind(kind: str, unraisable: List[Any]) -> None:
+def test_failed_constructor_leaves_nothing_behind(client_kind: str, unraisable: List[Any]) -> None:
     # The half-built client is garbage at once; its finalizer must not fail on it.
     with pytest.raises(InvalidInputError) as caught:
-        make_client(kind, "localhost:8080")
+        make_client(client_kind, "localhost:8080")
     del caught
     gc.collect()
     assert [f"{item.exc_type.__name__}: {item.exc_value}" for item in unraisable] == []
@@ -488,9 +485,8 @@ def test_prepared_request_repr_hides_the_body() -> None:
     assert ENDPOINT in repr(request)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_client_repr_hides_the_key(kind: str) -> None:
-    client = make_client(kind, api_key=KEY)
+def test_client_repr_hides_the_key(client_kind: str) -> None:
+    client = make_client(client_kind, api_key=KEY)
     assert KEY not in repr(client)
     assert KEY not in str(client)
     assert BASE in repr(client)
@@ -612,20 +608,15 @@ def as_bytes(body: Union[bytes, str, None]) -> bytes:
     return body.encode() if isinstance(body, str) else body
 
 
-@pytest.fixture(params=KINDS)
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.mark.parametrize("sse_path", sorted(DATA.glob("*.sse")), ids=lambda path: path.stem)
-def test_emulated_answer_is_streamed(kind: str, sse_path: pathlib.Path) -> None:
+def test_emulated_answer_is_streamed(client_kind: str, sse_path: pathlib.Path) -> None:
     # Shows the emulation carries a real transcript; the error tests below rely on it.
     ndjson = sse_path.with_name(
         sse_path.name.replace("g4f-8.8.6-", "g4f-pre-2025-12-").replace(".sse", ".ndjson")
     )
     expected = [json.loads(line) for line in ndjson.read_bytes().splitlines() if line]
     fatal = [event for event in expected if event["type"] in ("error", "auth")]
-    outcome = exchange(kind, Reply(body=sse_path.read_bytes()))
+    outcome = exchange(client_kind, Reply(body=sse_path.read_bytes()))
     if fatal:  # the provider-error transcript ends in a fatal event, raised after the rest
         assert isinstance(outcome.error, StreamError)
         assert outcome.error.event.get_dict() == fatal[0]
@@ -635,7 +626,7 @@ def test_emulated_answer_is_streamed(kind: str, sse_path: pathlib.Path) -> None:
     assert [event.get_dict() for event in outcome.events] == expected
 
 
-def test_client_sends_the_call_as_json(kind: str, tmp_path: pathlib.Path) -> None:
+def test_client_sends_the_call_as_json(client_kind: str, tmp_path: pathlib.Path) -> None:
     path = tmp_path / "chart.png"
     path.write_bytes(PNG)
     call = {
@@ -646,7 +637,7 @@ def test_client_sends_the_call_as_json(kind: str, tmp_path: pathlib.Path) -> Non
         "conversation": None,
         "temperature": 0.2,
     }
-    outcome = exchange(kind, Reply(body=b'{"type": "finish"}\n'), call, api_key=KEY)
+    outcome = exchange(client_kind, Reply(body=b'{"type": "finish"}\n'), call, api_key=KEY)
     assert outcome.error is None
     assert len(outcome.sent) == 1
     sent = outcome.sent[0]
@@ -666,43 +657,45 @@ def test_client_sends_the_call_as_json(kind: str, tmp_path: pathlib.Path) -> Non
 
 
 @pytest.mark.parametrize("base_url, expected", URL_JOINS)
-def test_client_posts_to_the_joined_url(kind: str, base_url: str, expected: str) -> None:
-    outcome = exchange(kind, Reply(body=b'{"type": "finish"}\n', url=expected), base_url=base_url)
+def test_client_posts_to_the_joined_url(client_kind: str, base_url: str, expected: str) -> None:
+    outcome = exchange(
+        client_kind, Reply(body=b'{"type": "finish"}\n', url=expected), base_url=base_url
+    )
     assert outcome.error is None
     assert [sent.url for sent in outcome.sent] == [expected]
 
 
-def test_client_key_is_the_default_and_the_call_key_wins(kind: str) -> None:
+def test_client_key_is_the_default_and_the_call_key_wins(client_kind: str) -> None:
     reply = Reply(body=b'{"type": "finish"}\n')
-    by_client = exchange(kind, reply, api_key="client-key-123")
-    by_call = exchange(kind, reply, {"api_key": "call-key-456"}, api_key="client-key-123")
+    by_client = exchange(client_kind, reply, api_key="client-key-123")
+    by_call = exchange(client_kind, reply, {"api_key": "call-key-456"}, api_key="client-key-123")
     assert by_client.sent[0].json()["api_key"] == "client-key-123"
     assert by_call.sent[0].json()["api_key"] == "call-key-456"
 
 
-def test_key_from_environment_or_none(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_from_environment_or_none(client_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     reply = Reply(body=b'{"type": "finish"}\n')
     monkeypatch.delenv("BACKENDAPI_API_KEY", raising=False)
-    assert exchange(kind, reply).sent[0].json()["api_key"] is None
+    assert exchange(client_kind, reply).sent[0].json()["api_key"] is None
     monkeypatch.setenv("BACKENDAPI_API_KEY", "env-key-789")
-    assert exchange(kind, reply).sent[0].json()["api_key"] == "env-key-789"
+    assert exchange(client_kind, reply).sent[0].json()["api_key"] == "env-key-789"
 
 
-def test_media_list_unchanged_by_create(kind: str, tmp_path: pathlib.Path) -> None:
+def test_media_list_unchanged_by_create(client_kind: str, tmp_path: pathlib.Path) -> None:
     path = tmp_path / "photo.png"
     path.write_bytes(PNG)
     media: List[Any] = [PNG, (str(path), "x.png"), ["https://example.com/a.png", None]]
     before = copy.deepcopy(media)
-    outcome = exchange(kind, Reply(body=b'{"type": "finish"}\n'), {"media": media})
+    outcome = exchange(client_kind, Reply(body=b'{"type": "finish"}\n'), {"media": media})
     assert outcome.error is None
     assert media == before
     assert isinstance(media[1], tuple)
 
 
-def test_404_carries_the_servers_message(kind: str) -> None:
+def test_404_carries_the_servers_message(client_kind: str) -> None:
     body = json.dumps({"error": {"message": "Provider not found"}}).encode()
     outcome = exchange(
-        kind, Reply(status=404, body=body, content_type="application/json"), api_key=KEY
+        client_kind, Reply(status=404, body=body, content_type="application/json"), api_key=KEY
     )
     error = outcome.error
     assert isinstance(error, APIStatusError)
@@ -711,12 +704,12 @@ def test_404_carries_the_servers_message(kind: str) -> None:
     assert outcome.events == []
 
 
-def test_500_with_html_quotes_the_text(kind: str) -> None:
+def test_500_with_html_quotes_the_text(client_kind: str) -> None:
     body = (
         b"<html><head><title>500 Internal Server Error</title></head>"
         b"<body><h1>Internal Server Error</h1><p>upstream overloaded</p></body></html>"
     )
-    outcome = exchange(kind, Reply(status=500, body=body, content_type="text/html"))
+    outcome = exchange(client_kind, Reply(status=500, body=body, content_type="text/html"))
     error = outcome.error
     assert isinstance(error, APIStatusError)
     assert error.status_code == 500
@@ -724,27 +717,27 @@ def test_500_with_html_quotes_the_text(kind: str) -> None:
     assert len(outcome.sent) == 1  # max_retries=0
 
 
-def test_403_missing_secret(kind: str) -> None:
+def test_403_missing_secret(client_kind: str) -> None:
     body = json.dumps({"error": {"message": "Invalid or missing secret"}}).encode()
-    outcome = exchange(kind, Reply(status=403, body=body, content_type="application/json"))
+    outcome = exchange(client_kind, Reply(status=403, body=body, content_type="application/json"))
     error = outcome.error
     assert isinstance(error, APIStatusError)
     assert error.status_code == 403
     assert "Invalid or missing secret" in str(error)
 
 
-def test_redirect_is_not_followed(kind: str) -> None:
+def test_redirect_is_not_followed(client_kind: str) -> None:
     reply = Reply(status=307, headers={"Location": "http://elsewhere.example/steal"})
-    outcome = exchange(kind, reply, api_key=KEY)
+    outcome = exchange(client_kind, reply, api_key=KEY)
     error = outcome.error
     assert isinstance(error, APIStatusError)
     assert error.status_code == 307
     assert [sent.url for sent in outcome.sent] == [ENDPOINT]
 
 
-def test_html_with_status_200_is_a_decode_error_naming_the_content_type(kind: str) -> None:
+def test_html_with_status_200_is_a_decode_error_naming_the_content_type(client_kind: str) -> None:
     reply = Reply(body=b"<html><body>Please log in</body></html>", content_type="text/html")
-    outcome = exchange(kind, reply)
+    outcome = exchange(client_kind, reply)
     assert isinstance(outcome.error, DecodeError)
     assert "text/html" in str(outcome.error)
     assert outcome.events == []
@@ -772,17 +765,17 @@ ECHOING_ANSWERS = {
 
 
 @pytest.mark.parametrize("case", sorted(ECHOING_ANSWERS))
-def test_error_message_never_echoes_the_key(kind: str, case: str) -> None:
-    outcome = exchange(kind, ECHOING_ANSWERS[case], api_key=KEY)
+def test_error_message_never_echoes_the_key(client_kind: str, case: str) -> None:
+    outcome = exchange(client_kind, ECHOING_ANSWERS[case], api_key=KEY)
     assert isinstance(outcome.error, BackendApiError)
     assert KEY not in str(outcome.error)
     assert KEY not in repr(outcome.error)
 
 
 @pytest.mark.parametrize("case", ["json-403", "json-detail", "html-502"])
-def test_status_error_body_never_echoes_the_key(kind: str, case: str) -> None:
+def test_status_error_body_never_echoes_the_key(client_kind: str, case: str) -> None:
     # The errors module promises the key is scrubbed from server text
     # "before it becomes part of an exception"; .body is part of it.
-    outcome = exchange(kind, ECHOING_ANSWERS[case], api_key=KEY)
+    outcome = exchange(client_kind, ECHOING_ANSWERS[case], api_key=KEY)
     assert isinstance(outcome.error, APIStatusError)
     assert KEY not in repr(outcome.error.body)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scripted import CONVERSATION_PATH, FINISH, FIRST, WAIT
 
 from backendapi.testing import (
     STREAM_CONTENT_TYPE,
@@ -27,24 +28,20 @@ from backendapi.testing import (
 )
 
 DATA = Path(__file__).parent / "data"
-CONVERSATION = "/backend-api/v2/conversation"
-FIRST = {"type": "content", "content": "Hello"}
-SECOND = {"type": "finish", "finish": {"reason": "stop"}}
 FIRST_SSE = b'event: content\ndata: {"type": "content", "content": "Hello"}\n\n'
-SECOND_SSE = b'event: finish\ndata: {"type": "finish", "finish": {"reason": "stop"}}\n\n'
-TIMEOUT = 5.0
+FINISH_SSE = b'event: finish\ndata: {"type": "finish", "finish": {"reason": "stop"}}\n\n'
 
 
 class RawConnection:
     """A client that shows the response exactly as it travels, framing included."""
 
     def __init__(self, server: BackendApiTestServer) -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+        self.sock = socket.create_connection((server.host, server.port), timeout=WAIT)
         self.buffer = b""
 
     def post(self, body: bytes, content_type: str = "application/json") -> None:
         self.sock.sendall(
-            f"POST {CONVERSATION} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+            f"POST {CONVERSATION_PATH} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
@@ -121,7 +118,7 @@ def post(server: BackendApiTestServer, payload: Any = None) -> tuple[int, dict[s
 
 
 def get_json(server: BackendApiTestServer, path: str) -> tuple[int, Any]:
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=WAIT)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -138,7 +135,7 @@ def content_of(sse_body: bytes) -> str:
 
 
 def last_request(server: BackendApiTestServer) -> RecordedRequest:
-    assert server.wait_for_requests(1, TIMEOUT)
+    assert server.wait_for_requests(1, WAIT)
     return server.requests[-1]
 
 
@@ -184,30 +181,30 @@ def test_bytes_items_are_written_as_given(backendapi_server: BackendApiTestServe
 
 
 def test_chunked_sends_each_item_as_one_chunk(backendapi_server: BackendApiTestServer) -> None:
-    backendapi_server.reply(Reply([FIRST, SECOND]))
+    backendapi_server.reply(Reply([FIRST, FINISH]))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         _, headers = conn.read_head()
         assert headers["transfer-encoding"] == "chunked"
         assert "content-length" not in headers
-        assert conn.read_chunks() == [FIRST_SSE, SECOND_SSE]
+        assert conn.read_chunks() == [FIRST_SSE, FINISH_SSE]
 
 
 def test_write_size_splits_items_into_chunks(backendapi_server: BackendApiTestServer) -> None:
-    backendapi_server.reply(Reply([FIRST, SECOND], write_size=7))
+    backendapi_server.reply(Reply([FIRST, FINISH], write_size=7))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         conn.read_head()
         chunks = conn.read_chunks()
     # Each item is split on its own: no chunk holds the end of one and the start of the next.
-    expected = [item[i : i + 7] for item in (FIRST_SSE, SECOND_SSE) for i in range(0, len(item), 7)]
+    expected = [item[i : i + 7] for item in (FIRST_SSE, FINISH_SSE) for i in range(0, len(item), 7)]
     assert chunks == expected
 
 
 def test_close_delimited_body_has_no_length_and_ends_at_close(
     backendapi_server: BackendApiTestServer,
 ) -> None:
-    backendapi_server.reply(Reply([FIRST, Pause(0.01), SECOND], transfer="close"))
+    backendapi_server.reply(Reply([FIRST, Pause(0.01), FINISH], transfer="close"))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         status, headers = conn.read_head()
@@ -215,17 +212,17 @@ def test_close_delimited_body_has_no_length_and_ends_at_close(
         assert "content-length" not in headers
         assert "transfer-encoding" not in headers
         assert headers["connection"] == "close"
-        assert conn.read_to_close() == FIRST_SSE + SECOND_SSE
+        assert conn.read_to_close() == FIRST_SSE + FINISH_SSE
 
 
 def test_length_sends_the_whole_body_with_content_length(
     backendapi_server: BackendApiTestServer,
 ) -> None:
-    backendapi_server.reply(Reply([FIRST, SECOND], framing="ndjson", transfer="length"))
+    backendapi_server.reply(Reply([FIRST, FINISH], framing="ndjson", transfer="length"))
     _, headers, body = post(backendapi_server)
     assert "transfer-encoding" not in headers
     assert int(headers["content-length"]) == len(body)
-    assert body == json.dumps(FIRST).encode() + b"\n" + json.dumps(SECOND).encode() + b"\n"
+    assert body == json.dumps(FIRST).encode() + b"\n" + json.dumps(FINISH).encode() + b"\n"
 
 
 # Scripted transport behaviour
@@ -234,7 +231,7 @@ def test_length_sends_the_whole_body_with_content_length(
 def test_cut_leaves_a_chunked_body_without_its_last_chunk(
     backendapi_server: BackendApiTestServer,
 ) -> None:
-    backendapi_server.reply(Reply([FIRST, Cut(), SECOND]))
+    backendapi_server.reply(Reply([FIRST, Cut(), FINISH]))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         conn.read_head()
@@ -244,16 +241,16 @@ def test_cut_leaves_a_chunked_body_without_its_last_chunk(
         assert conn.buffer == b""
     # The server cut the connection itself: that is no client disconnect.
     request = last_request(backendapi_server)
-    assert request.finished.wait(TIMEOUT)
+    assert request.finished.wait(WAIT)
     assert not request.disconnected.is_set()
 
 
 def test_cut_leaves_a_length_body_short(backendapi_server: BackendApiTestServer) -> None:
-    backendapi_server.reply(Reply([FIRST, Cut(), SECOND], transfer="length"))
+    backendapi_server.reply(Reply([FIRST, Cut(), FINISH], transfer="length"))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         _, headers = conn.read_head()
-        assert int(headers["content-length"]) == len(FIRST_SSE) + len(SECOND_SSE)
+        assert int(headers["content-length"]) == len(FIRST_SSE) + len(FINISH_SSE)
         assert conn.read_to_close() == FIRST_SSE
 
 
@@ -261,7 +258,7 @@ def test_wait_holds_the_rest_back_until_the_test_releases_it(
     backendapi_server: BackendApiTestServer,
 ) -> None:
     release = threading.Event()
-    backendapi_server.reply(Reply([FIRST, Wait(release), SECOND]))
+    backendapi_server.reply(Reply([FIRST, Wait(release), FINISH]))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         conn.read_head()
@@ -270,25 +267,25 @@ def test_wait_holds_the_rest_back_until_the_test_releases_it(
         request = last_request(backendapi_server)
         assert not request.finished.is_set()
         release.set()
-        assert conn.read_chunks() == [SECOND_SSE]
-    assert request.finished.wait(TIMEOUT)
+        assert conn.read_chunks() == [FINISH_SSE]
+    assert request.finished.wait(WAIT)
 
 
 def test_pause_delays_the_next_item(backendapi_server: BackendApiTestServer) -> None:
-    backendapi_server.reply(Reply([FIRST, Pause(0.2), SECOND]))
+    backendapi_server.reply(Reply([FIRST, Pause(0.2), FINISH]))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         conn.read_head()
         assert conn.read_chunk() == FIRST_SSE
         first_arrived = time.monotonic()
-        assert conn.read_chunks() == [SECOND_SSE]
+        assert conn.read_chunks() == [FINISH_SSE]
         assert time.monotonic() - first_arrived >= 0.15
 
 
 def test_client_closing_during_hold_sets_disconnected(
     backendapi_server: BackendApiTestServer,
 ) -> None:
-    backendapi_server.reply(Reply([FIRST, Hold(), SECOND]))
+    backendapi_server.reply(Reply([FIRST, Hold(), FINISH]))
     with connect(backendapi_server) as conn:
         conn.post(b"{}")
         conn.read_head()
@@ -296,8 +293,8 @@ def test_client_closing_during_hold_sets_disconnected(
         request = last_request(backendapi_server)
         assert not request.disconnected.is_set()
         assert not request.finished.is_set()
-    assert request.disconnected.wait(TIMEOUT)
-    assert request.finished.wait(TIMEOUT)
+    assert request.disconnected.wait(WAIT)
+    assert request.finished.wait(WAIT)
 
 
 def test_client_closing_during_wait_sets_disconnected(
@@ -309,7 +306,7 @@ def test_client_closing_during_wait_sets_disconnected(
         conn.post(b"{}")
         assert conn.read_head()[0] == 200
     request = last_request(backendapi_server)
-    assert request.disconnected.wait(TIMEOUT)
+    assert request.disconnected.wait(WAIT)
     never.set()  # lets the helper thread of Wait end
 
 
@@ -323,7 +320,7 @@ def test_stop_during_hold_returns_at_once_without_a_disconnect() -> None:
         assert conn.read_chunk() == FIRST_SSE
         stopper = threading.Thread(target=server.stop, daemon=True)
         stopper.start()
-        stopper.join(TIMEOUT)
+        stopper.join(WAIT)
         assert not stopper.is_alive()
         request = server.requests[-1]
         assert request.finished.is_set()
@@ -338,9 +335,9 @@ def test_stop_closes_a_connection_that_carried_no_request(closed_first: bool) ->
     # and when the garbage collector finds one later.
     server = BackendApiTestServer()
     server.start()
-    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    sock = socket.create_connection((server.host, server.port), timeout=WAIT)
     try:
-        assert server.wait_for_connections(1, TIMEOUT)
+        assert server.wait_for_connections(1, WAIT)
         assert server.connections_accepted == 1
         if closed_first:
             sock.close()
@@ -369,12 +366,12 @@ def test_requests_are_recorded(backendapi_server: BackendApiTestServer) -> None:
     payload = {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "api_key": "k"}
     body = json.dumps(payload).encode()
     connection = http.client.HTTPConnection(
-        backendapi_server.host, backendapi_server.port, timeout=TIMEOUT
+        backendapi_server.host, backendapi_server.port, timeout=WAIT
     )
     try:
         connection.request(
             "POST",
-            f"{CONVERSATION}?user=me",
+            f"{CONVERSATION_PATH}?user=me",
             body=body,
             headers={"Content-Type": "application/json", "X-Custom": "yes"},
         )
@@ -382,11 +379,15 @@ def test_requests_are_recorded(backendapi_server: BackendApiTestServer) -> None:
     finally:
         connection.close()
     request = last_request(backendapi_server)
-    assert (request.method, request.path, request.query) == ("POST", CONVERSATION, {"user": "me"})
+    assert (request.method, request.path, request.query) == (
+        "POST",
+        CONVERSATION_PATH,
+        {"user": "me"},
+    )
     assert request.body == body
     assert request.json == payload
     assert request.headers["x-custom"] == request.headers["X-CUSTOM"] == "yes"
-    assert request.finished.wait(TIMEOUT)
+    assert request.finished.wait(WAIT)
     assert not request.disconnected.is_set()
 
 
@@ -535,7 +536,7 @@ def test_version_models_and_providers(backendapi_server: BackendApiTestServer) -
 
 def test_unknown_path_is_recorded_and_gets_404(backendapi_server: BackendApiTestServer) -> None:
     connection = http.client.HTTPConnection(
-        backendapi_server.host, backendapi_server.port, timeout=TIMEOUT
+        backendapi_server.host, backendapi_server.port, timeout=WAIT
     )
     try:
         connection.request("GET", "/v1/chat/completions")
@@ -581,7 +582,7 @@ def test_stop_is_idempotent_and_closes_the_port() -> None:
     server.stop()
     server.stop()
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(address, timeout=TIMEOUT).close()
+        socket.create_connection(address, timeout=WAIT).close()
 
 
 def test_wait_for_requests_times_out(backendapi_server: BackendApiTestServer) -> None:
@@ -600,7 +601,7 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=WAIT)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
