@@ -25,7 +25,6 @@ Sections (``--only`` picks some):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -82,11 +81,8 @@ SDK_ROWS = {
     "sdk-sync-plain": None,
     "sdk-async-plain": None,
 }
-"""The SDK's rows and the parser each must have run with; the rows with msgspec also
-use the compiled batch steps where they are built (``COMPILED``), the others never."""
-
-COMPILED = importlib.util.find_spec("backendapi._batches") is not None
-"""Whether the install built ``backendapi._batches`` (it needs a C compiler)."""
+"""The SDK's rows and the speedup each must have run with (msgspec, or none:
+``BACKENDAPI_SPEEDUPS=0``)."""
 
 TARGET_THROUGHPUT = 1.1
 TARGET_THROUGHPUT_SPEEDUPS = 2.0
@@ -238,7 +234,6 @@ def machine() -> Dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "versions": versions,
-        "compiled": COMPILED,
     }
 
 
@@ -299,12 +294,6 @@ def bench_throughput(server: Server, args: argparse.Namespace, report: Report) -
                         raise RuntimeError(
                             f"{key}: ran with speedups {result.get('speedups')!r}, "
                             f"not {SDK_ROWS[name]!r} (make bench installs msgspec)"
-                        )
-                    compiled = COMPILED and SDK_ROWS.get(name) is not None
-                    if name in SDK_ROWS and result.get("compiled") != compiled:
-                        raise RuntimeError(
-                            f"{key}: the compiled batch steps were "
-                            f"{'' if result.get('compiled') else 'not '}used"
                         )
                     if result["events"] != args.events:
                         raise RuntimeError(f"{key}: {result['events']} events, not {args.events}")
@@ -528,14 +517,6 @@ def print_machine(report: Report) -> None:
     log(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['python']}, {m['platform']}")
     log(f"Code: {m['code']}")
     log("Libraries: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    log(
-        "Compiled batch steps (backendapi._batches): "
-        + (
-            "built; the SDK rows with speedups use them and msgspec"
-            if m.get("compiled")
-            else "not built (no C compiler?); the SDK rows with speedups use msgspec alone"
-        )
-    )
 
 
 def print_throughput(report: Report, args: argparse.Namespace) -> None:
@@ -728,8 +709,7 @@ def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
         )
         target(
             f"events/s >= {TARGET_THROUGHPUT_SPEEDUPS}x httpx+httpx-sse, both clients, "
-            "both framings, with speedups (msgspec"
-            + (" and the compiled batch steps)" if COMPILED else "; nothing compiled)"),
+            "both framings, with speedups (msgspec)",
             ratios(("sdk-sync", "sdk-async"), REFERENCE),
             TARGET_THROUGHPUT_SPEEDUPS,
         )

@@ -165,7 +165,7 @@ class SdkAsync(AsyncClient):
 
 
 class SdkSyncPlain(SdkSync):
-    """``BackendApiClient`` in pure Python (``BACKENDAPI_SPEEDUPS=0``): no msgspec, no C."""
+    """``BackendApiClient`` in pure Python (``BACKENDAPI_SPEEDUPS=0``): no msgspec."""
 
     speedups = False
 
@@ -421,10 +421,9 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
     last = getattr(client, "last", None)
     if last is not None:
         result["answer_bytes"] = _answer_bytes(last.answer)
-        from backendapi import _events, _json
+        from backendapi import _json
 
         result["speedups"] = _json.speedups()
-        result["compiled"] = _events._wrap_events is not None
     client.close()
     return result
 
