@@ -19,7 +19,10 @@ Sections (``--only`` picks some):
   vs one stream;
 * ``imports``: what ``import backendapi`` + ``BackendApiClient`` imports and
   costs, vs ``import requests``;
-* ``profile``: cProfile of ``BackendApiClient`` on the SSE chunked stream.
+* ``profile``: cProfile of ``BackendApiClient`` on the SSE chunked stream;
+* ``ab``: CPU per event of both SDK clients (SSE and NDJSON, with msgspec and
+  without), this tree against an earlier commit (``--ab-base``), in
+  alternating fresh processes: see ``benchmarks.ab``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,11 +42,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from benchmarks import ab
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMINGS = ("sse", "ndjson")
 TRANSFERS = ("chunked", "close")
 REFERENCE = "httpx-sse"
-SECTIONS = ("throughput", "decode", "memory", "concurrency", "imports", "profile")
+SECTIONS = ("throughput", "decode", "memory", "concurrency", "imports", "profile", "ab")
 MiB = 1 << 20
 
 # (worker name, label, label for the NDJSON framing if different)
@@ -264,6 +270,7 @@ class Report:
     concurrency: Optional[Dict[str, Any]] = None
     imports: Optional[Dict[str, Any]] = None
     profile: Optional[str] = None
+    ab: Optional[Dict[str, Any]] = None
     seconds: float = 0.0
     load: List[float] = field(default_factory=list)
 
@@ -511,6 +518,14 @@ def bench_profile(server: Server, args: argparse.Namespace, report: Report) -> N
     lines = result["text"].strip("\n").splitlines()
     start = next((i for i, x in enumerate(lines) if x.strip().startswith("ncalls")), 0)
     report.profile = "\n".join([lines[0].strip(), "", *lines[start:]])
+
+
+def bench_ab(
+    server: Server, args: argparse.Namespace, report: Report, base: Optional[Dict[str, str]]
+) -> None:
+    assert base is not None
+    log(f"  ab: this tree vs {base['short']}, {args.ab_rounds} round(s) ...")
+    report.ab = ab.bench_ab(server.base_url, args, base, report.machine["code"])
 
 
 # --------------------------------------------------------------------------- output
@@ -768,6 +783,7 @@ def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
                 f"{imp['ratio']:.2f}x, aiohttp {'imported' if imp['aiohttp'] else 'not imported'}",
             )
         )
+    out += ab.targets(report.ab)
     return out
 
 
@@ -800,6 +816,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: small and once")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH")
+    parser.add_argument(
+        "--ab-base",
+        metavar="REV",
+        default=ab.AB_BASE,
+        help=f"the ab section's B: a commit of this repository ({ab.AB_BASE}, the commit "
+        "before the restructure)",
+    )
+    parser.add_argument("--ab-rounds", type=int, default=None, help="ab section rounds (6)")
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -808,10 +832,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "mem_mib": (256, 16),
         "decode_mib": (64, 8),
         "import_runs": (9, 3),
+        "ab_rounds": (6, 1),
     }
     for name, (full, smoke) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, smoke if quick else full)
+    if args.ab_rounds < 1:
+        parser.error("--ab-rounds must be at least 1")
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -819,8 +846,21 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM ends the run as Ctrl-C does: the server stops, temporary trees go.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    base: Optional[Dict[str, str]] = None
+    if "ab" in args.only:
+        try:  # before anything runs: a base that cannot be found fails at once
+            base = ab.resolve(args.ab_base)
+        except ab.BaseRevisionError as exc:
+            print(f"python -m benchmarks: --ab-base {args.ab_base}: {exc}", file=sys.stderr)
+            return 2
+    signal.signal(signal.SIGTERM, _terminate)
     started = time.perf_counter()
     report = Report(args=vars(args), machine=machine())
     report.load = [os.getloadavg()[0]]
@@ -835,6 +875,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "concurrency": lambda: bench_concurrency(server, args, report),
         "imports": lambda: bench_imports(server, args, report),
         "profile": lambda: bench_profile(server, args, report),
+        "ab": lambda: bench_ab(server, args, report, base),
     }
     try:
         # One throwaway run, so the first measured process does not pay for cold caches.
@@ -861,6 +902,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print_concurrency(report)
     print_imports(report)
     print_profile(report)
+    ab.print_ab(report.ab)
     print_targets(report)
     log("")
     log(

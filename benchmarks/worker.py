@@ -12,6 +12,10 @@ consumes every event the way the README (or the library's docs) suggests,
 counting events and ``content`` characters so the parent can check that every
 client saw the whole stream.
 
+This file imports nothing from ``benchmarks``: the A/B section runs it as a
+plain script (``python benchmarks/worker.py``), so that the ``backendapi`` it
+imports is the one first on ``PYTHONPATH``, not the one next to it.
+
 The SDK is used through its public API only (``BackendApiClient``,
 ``AsyncBackendApiClient``, ``create``, ``event.type``/``content``,
 ``stream.answer``, ``EventDecoder``...), never through its private modules,
@@ -640,6 +644,42 @@ def measure_decode(spec: Dict[str, Any]) -> Dict[str, Any]:
     return {"times": times, "pieces": -(-len(framed["ndjson"]) // piece), "limit": limit}
 
 
+def measure_ab(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """CPU per event of one SDK client, imported from the tree ``spec["tree"]``.
+
+    For the A/B section (``benchmarks.ab``), which runs this file as a script
+    with that tree first on ``PYTHONPATH``; the worker refuses to measure a
+    ``backendapi`` imported from anywhere else. One small warm-up stream first
+    (the connection, whatever the SDK does on first use, such as importing
+    msgspec), then ``spec["streams"]`` whole streams of ``spec["kind"]``, each
+    timed with ``time.process_time()``.
+    """
+    client = CLIENTS[spec["client"]]()
+    if not client.speedups:
+        os.environ["BACKENDAPI_SPEEDUPS"] = "0"  # read once, when backendapi is imported
+    client.setup(spec["base_url"], spec["framing"], "c")
+    import backendapi
+
+    where = os.path.realpath(backendapi.__file__)
+    tree = os.path.realpath(spec["tree"])
+    if os.path.commonpath([where, tree]) != tree:
+        sys.exit(
+            f"A/B worker: backendapi was imported from {where}, not from the tree under "
+            f"test, {tree} (PYTHONPATH={os.environ.get('PYTHONPATH', '')!r})"
+        )
+    client.stream()
+    client.kind = spec["kind"]
+    streams: List[Dict[str, Any]] = []
+    for _ in range(spec["streams"]):
+        gc.collect()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        events, chars = client.stream()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        streams.append({"events": events, "chars": chars, "cpu": cpu, "wall": wall})
+    client.close()
+    return {"file": where, "speedups": speedups_used(), "streams": streams}
+
+
 def measure_profile(spec: Dict[str, Any]) -> Dict[str, Any]:
     """cProfile of one stream through ``BackendApiClient``; the top lines by tottime."""
     import cProfile
@@ -664,6 +704,7 @@ MODES: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
     "concurrency": measure_concurrency,
     "decode": measure_decode,
     "profile": measure_profile,
+    "ab": measure_ab,
 }
 
 
