@@ -45,10 +45,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "worker.py")
 
+# The commit before the restructure (the optional C extension removed, the clients
+# rewritten, the sync client generated from the async one): the default B.
 AB_BASE = "c8d97e6"
-"""The default B: the commit before the restructure (the C extension
-``backendapi/_batches.c`` removed, the clients rewritten: the sync client
-generated from the async one), the parent of that change."""
 
 LIMIT_SPEEDUPS = 1.10
 """A's CPU per event at most this times B's, with msgspec."""
