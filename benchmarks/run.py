@@ -19,16 +19,19 @@ Sections (``--only`` picks some):
   vs one stream;
 * ``imports``: what ``import backendapi`` + ``BackendApiClient`` imports and
   costs, vs ``import requests``;
-* ``profile``: cProfile of ``BackendApiClient`` on the SSE chunked stream.
+* ``profile``: cProfile of ``BackendApiClient`` on the SSE chunked stream;
+* ``ab``: CPU per event of both SDK clients (SSE and NDJSON, with msgspec and
+  without), this tree against an earlier commit (``--ab-base``), in
+  alternating fresh processes: see ``benchmarks.ab``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -39,11 +42,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from benchmarks import ab
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMINGS = ("sse", "ndjson")
 TRANSFERS = ("chunked", "close")
 REFERENCE = "httpx-sse"
-SECTIONS = ("throughput", "decode", "memory", "concurrency", "imports", "profile")
+SECTIONS = ("throughput", "decode", "memory", "concurrency", "imports", "profile", "ab")
 MiB = 1 << 20
 
 # (worker name, label, label for the NDJSON framing if different)
@@ -82,11 +87,8 @@ SDK_ROWS = {
     "sdk-sync-plain": None,
     "sdk-async-plain": None,
 }
-"""The SDK's rows and the parser each must have run with; the rows with msgspec also
-use the compiled batch steps where they are built (``COMPILED``), the others never."""
-
-COMPILED = importlib.util.find_spec("backendapi._batches") is not None
-"""Whether the install built ``backendapi._batches`` (it needs a C compiler)."""
+"""The SDK's rows and the speedup each must have run with (msgspec, or none:
+``BACKENDAPI_SPEEDUPS=0``)."""
 
 TARGET_THROUGHPUT = 1.1
 TARGET_THROUGHPUT_SPEEDUPS = 2.0
@@ -238,7 +240,6 @@ def machine() -> Dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "versions": versions,
-        "compiled": COMPILED,
     }
 
 
@@ -269,6 +270,7 @@ class Report:
     concurrency: Optional[Dict[str, Any]] = None
     imports: Optional[Dict[str, Any]] = None
     profile: Optional[str] = None
+    ab: Optional[Dict[str, Any]] = None
     seconds: float = 0.0
     load: List[float] = field(default_factory=list)
 
@@ -299,12 +301,6 @@ def bench_throughput(server: Server, args: argparse.Namespace, report: Report) -
                         raise RuntimeError(
                             f"{key}: ran with speedups {result.get('speedups')!r}, "
                             f"not {SDK_ROWS[name]!r} (make bench installs msgspec)"
-                        )
-                    compiled = COMPILED and SDK_ROWS.get(name) is not None
-                    if name in SDK_ROWS and result.get("compiled") != compiled:
-                        raise RuntimeError(
-                            f"{key}: the compiled batch steps were "
-                            f"{'' if result.get('compiled') else 'not '}used"
                         )
                     if result["events"] != args.events:
                         raise RuntimeError(f"{key}: {result['events']} events, not {args.events}")
@@ -366,6 +362,11 @@ def bench_memory(server: Server, args: argparse.Namespace, report: Report) -> No
         )
         if result["events"] != expected:
             raise RuntimeError(f"memory {label}: {result['events']} events, not {expected}")
+        if no_answer and not result.get("patched"):
+            # The SDK no longer feeds Answer through the methods the worker patches.
+            log(f"  memory: {label}: the patch did not take; row left out")
+            rows[label] = {"client": name, "no_answer": True, "skipped": True}
+            continue
         rows[label] = {
             "client": name,
             "no_answer": no_answer,
@@ -405,8 +406,7 @@ def bench_concurrency(server: Server, args: argparse.Namespace, report: Report) 
         "single": single,
         "many": many,
         "ratio": many / single,
-        "limit": result["limit"],
-        "limit_per_host": result["limit_per_host"],
+        "max_connections": result["max_connections"],
         "peak_connections": max(r["peak_connections"] for r in result["many"]),
         "new_connections": max(r["new_connections"] for r in result["many"]),
         "first_event_median": median([r["first_event_median"] for r in result["many"]]),
@@ -520,6 +520,14 @@ def bench_profile(server: Server, args: argparse.Namespace, report: Report) -> N
     report.profile = "\n".join([lines[0].strip(), "", *lines[start:]])
 
 
+def bench_ab(
+    server: Server, args: argparse.Namespace, report: Report, base: Optional[Dict[str, str]]
+) -> None:
+    assert base is not None
+    log(f"  ab: this tree vs {base['short']}, {args.ab_rounds} round(s) ...")
+    report.ab = ab.bench_ab(server.base_url, args, base, report.machine["code"])
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -528,14 +536,6 @@ def print_machine(report: Report) -> None:
     log(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['python']}, {m['platform']}")
     log(f"Code: {m['code']}")
     log("Libraries: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    log(
-        "Compiled batch steps (backendapi._batches): "
-        + (
-            "built; the SDK rows with speedups use them and msgspec"
-            if m.get("compiled")
-            else "not built (no C compiler?); the SDK rows with speedups use msgspec alone"
-        )
-    )
 
 
 def print_throughput(report: Report, args: argparse.Namespace) -> None:
@@ -576,7 +576,7 @@ def print_throughput(report: Report, args: argparse.Namespace) -> None:
     if sdk is not None and sdk.answer_mib is not None:
         log(
             f"The SDK clients' peak includes their Answer (stream.answer), which keeps every "
-            f"content string: {sdk.answer_mib:.1f} MiB here."
+            f"content string: {sdk.answer_mib:.1f} MiB of text here."
         )
 
 
@@ -614,12 +614,15 @@ def print_memory(report: Report) -> None:
     log("-" * len(header))
     ref = next(r for r in mem["rows"].values() if r["client"] == REFERENCE)["peak_mib"]
     for label, row in mem["rows"].items():
+        if row.get("skipped"):
+            log(f"{label:<46}{'n/a: Answer is fed through other methods now':>52}")
+            continue
         answer = "-" if row["answer_mib"] is None else f"{row['answer_mib']:.1f}"
         log(
             f"{label:<46}{row['events']:>11,}{row['events_per_s']:>11,.0f}"
             f"{row['peak_mib']:>10.1f}{fmt_ratio(ratio(row['peak_mib'], ref)):>8}{answer:>12}"
         )
-    log("'Answer MiB': what the stream's Answer holds at the end (its content strings).")
+    log("'Answer MiB': the size of the stream's answer text at the end (stream.answer.text).")
     log("The patched-out row is a diagnostic, not a client a user can run.")
 
 
@@ -635,7 +638,7 @@ def print_concurrency(report: Report) -> None:
     log(f"single stream        {c['single']:>11,.0f} events/s")
     log(f"{c['streams']} concurrent       {c['many']:>11,.0f} events/s   x {c['ratio']:.2f}")
     log(
-        f"default connector: limit={c['limit']}, limit_per_host={c['limit_per_host']}; "
+        f"client setting: max_connections={c['max_connections']} (the default); "
         f"the server saw up to {c['peak_connections']} connections open at once "
         f"({c['new_connections']} new ones for the {c['streams']} streams)"
     )
@@ -728,8 +731,7 @@ def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
         )
         target(
             f"events/s >= {TARGET_THROUGHPUT_SPEEDUPS}x httpx+httpx-sse, both clients, "
-            "both framings, with speedups (msgspec"
-            + (" and the compiled batch steps)" if COMPILED else "; nothing compiled)"),
+            "both framings, with speedups (msgspec)",
             ratios(("sdk-sync", "sdk-async"), REFERENCE),
             TARGET_THROUGHPUT_SPEEDUPS,
         )
@@ -781,6 +783,7 @@ def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
                 f"{imp['ratio']:.2f}x, aiohttp {'imported' if imp['aiohttp'] else 'not imported'}",
             )
         )
+    out += ab.targets(report.ab)
     return out
 
 
@@ -813,6 +816,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: small and once")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH")
+    parser.add_argument(
+        "--ab-base",
+        metavar="REV",
+        default=ab.AB_BASE,
+        help=f"the ab section's B: a commit of this repository ({ab.AB_BASE}, the commit "
+        "before the restructure)",
+    )
+    parser.add_argument("--ab-rounds", type=int, default=None, help="ab section rounds (6)")
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -821,10 +832,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "mem_mib": (256, 16),
         "decode_mib": (64, 8),
         "import_runs": (9, 3),
+        "ab_rounds": (6, 1),
     }
     for name, (full, smoke) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, smoke if quick else full)
+    if args.ab_rounds < 1:
+        parser.error("--ab-rounds must be at least 1")
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -832,8 +846,21 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM ends the run as Ctrl-C does: the server stops, temporary trees go.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    base: Optional[Dict[str, str]] = None
+    if "ab" in args.only:
+        try:  # before anything runs: a base that cannot be found fails at once
+            base = ab.resolve(args.ab_base)
+        except ab.BaseRevisionError as exc:
+            print(f"python -m benchmarks: --ab-base {args.ab_base}: {exc}", file=sys.stderr)
+            return 2
+    signal.signal(signal.SIGTERM, _terminate)
     started = time.perf_counter()
     report = Report(args=vars(args), machine=machine())
     report.load = [os.getloadavg()[0]]
@@ -848,6 +875,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "concurrency": lambda: bench_concurrency(server, args, report),
         "imports": lambda: bench_imports(server, args, report),
         "profile": lambda: bench_profile(server, args, report),
+        "ab": lambda: bench_ab(server, args, report, base),
     }
     try:
         # One throwaway run, so the first measured process does not pay for cold caches.
@@ -874,6 +902,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print_concurrency(report)
     print_imports(report)
     print_profile(report)
+    ab.print_ab(report.ab)
     print_targets(report)
     log("")
     log(

@@ -11,12 +11,22 @@ before the clock starts; ``stream()`` sends one conversation request and
 consumes every event the way the README (or the library's docs) suggests,
 counting events and ``content`` characters so the parent can check that every
 client saw the whole stream.
+
+This file imports nothing from ``benchmarks``: the A/B section runs it as a
+plain script (``python benchmarks/worker.py``), so that the ``backendapi`` it
+imports is the one first on ``PYTHONPATH``, not the one next to it.
+
+The SDK is used through its public API only (``BackendApiClient``,
+``AsyncBackendApiClient``, ``create``, ``event.type``/``content``,
+``stream.answer``, ``EventDecoder``...), never through its private modules,
+whose names change: the same worker measures any version of the package. The
+one exception is the memory diagnostic's patch (``_disable_answer``), which
+checks that it took.
 """
 
 from __future__ import annotations
 
 import gc
-import inspect
 import json
 import os
 import resource
@@ -165,7 +175,7 @@ class SdkAsync(AsyncClient):
 
 
 class SdkSyncPlain(SdkSync):
-    """``BackendApiClient`` in pure Python (``BACKENDAPI_SPEEDUPS=0``): no msgspec, no C."""
+    """``BackendApiClient`` in pure Python (``BACKENDAPI_SPEEDUPS=0``): no msgspec."""
 
     speedups = False
 
@@ -395,8 +405,7 @@ CLIENTS: Dict[str, Callable[[], Client]] = {
 
 def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
     """One stream through one client: wall time, CPU time, peak RSS above the start."""
-    if spec.get("no_answer"):
-        _disable_answer()
+    patched = _disable_answer() if spec.get("no_answer") else None
     client = CLIENTS[spec["client"]]()
     if not client.speedups:
         os.environ["BACKENDAPI_SPEEDUPS"] = "0"  # read once, when backendapi is imported
@@ -421,39 +430,60 @@ def measure_stream(spec: Dict[str, Any]) -> Dict[str, Any]:
     last = getattr(client, "last", None)
     if last is not None:
         result["answer_bytes"] = _answer_bytes(last.answer)
-        from backendapi import _events, _json
-
-        result["speedups"] = _json.speedups()
-        result["compiled"] = _events._wrap_events is not None
+        result["speedups"] = speedups_used()
+    if patched is not None:
+        # The patch took only if the answer kept no text at all.
+        result["patched"] = patched and last is not None and last.answer.text == ""
     client.close()
     return result
 
 
-def _disable_answer() -> None:
-    """Diagnostic only: stop ``Answer`` from keeping each event's text.
+def speedups_used() -> Optional[str]:
+    """The speedup the SDK ran with: ``"msgspec"`` if it loaded msgspec, else None.
 
-    A stream adds a batch of plain content pieces with ``Answer._add_contents``
-    and any other event with ``Answer.add``; both now only count.
+    Read from ``sys.modules``, not from the SDK's private modules (their names
+    change): nothing else in a worker imports msgspec, and the SDK imports it
+    only when it uses it (never with ``BACKENDAPI_SPEEDUPS=0``).
     """
-    from backendapi import _answer
+    return "msgspec" if "msgspec" in sys.modules else None
 
-    def add(self: Any, event: Any) -> None:
-        self._events += 1
 
-    def add_contents(self: Any, contents: List[str]) -> None:
-        self._events += len(contents)
+# The methods through which the streams feed ``backendapi.Answer``, as of this
+# writing: ``add`` for one event, ``_add_contents`` for a run of content pieces.
+_ANSWER_FEEDS = ("add", "_add_contents")
 
-    _answer.Answer.add = add  # type: ignore[method-assign]
-    _answer.Answer._add_contents = add_contents  # type: ignore[method-assign]
+
+def _disable_answer() -> bool:
+    """Diagnostic only: stop ``backendapi.Answer`` from keeping each event's text.
+
+    The one place the worker reaches past the public API: it replaces the
+    methods the streams feed an ``Answer`` through (``_ANSWER_FEEDS``) with
+    no-ops, on the public class, importing no private module. Returns False,
+    patching nothing, where the class no longer has them; the runner also
+    checks after the stream (``answer_bytes`` must be that of an empty text)
+    that the patch took, and reports the row as n/a if not.
+    """
+    from backendapi import Answer
+
+    if not all(callable(getattr(Answer, name, None)) for name in _ANSWER_FEEDS):
+        return False
+
+    def ignore(self: Any, *args: Any) -> None:
+        pass
+
+    for name in _ANSWER_FEEDS:
+        setattr(Answer, name, ignore)
+    return True
 
 
 def _answer_bytes(answer: Any) -> int:
-    """Memory held by the stream's ``Answer``: its content strings, joined or not."""
-    total = 0
-    for name in ("_chunks", "_content"):
-        parts: List[str] = getattr(answer, name, [])
-        total += sys.getsizeof(parts) + sum(sys.getsizeof(part) for part in parts)
-    return total
+    """Memory the stream's ``Answer`` holds for its text, measured as the joined text.
+
+    ``sys.getsizeof(answer.text)``, read after the measurement: the public view
+    of the content strings the answer keeps (held in a few thousand joined
+    pieces while streaming; within a few hundred KiB of one string's size).
+    """
+    return sys.getsizeof(answer.text)
 
 
 def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -515,12 +545,7 @@ def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
         many: List[Dict[str, Any]] = []
         sequential: List[Dict[str, float]] = []
         async with AsyncBackendApiClient(spec["base_url"]) as client:
-            session: Any = client._get_session()
-            if inspect.isawaitable(session):  # a coroutine in newer versions of the SDK
-                session = await session
-            connector = session.connector
-            limit = getattr(connector, "limit", None)
-            limit_per_host = getattr(connector, "limit_per_host", None)
+            max_connections = client.max_connections  # the default setting
             for _ in range(spec["runs"]):
                 wall0, cpu0 = time.perf_counter(), time.process_time()
                 events = await one(client, "t", wall0, [])
@@ -570,8 +595,7 @@ def measure_concurrency(spec: Dict[str, Any]) -> Dict[str, Any]:
             "many": many,
             "sequential": sequential,
             "bare": await bare_runs(),
-            "limit": limit,
-            "limit_per_host": limit_per_host,
+            "max_connections": max_connections,
         }
 
     return asyncio.run(main())
@@ -620,6 +644,42 @@ def measure_decode(spec: Dict[str, Any]) -> Dict[str, Any]:
     return {"times": times, "pieces": -(-len(framed["ndjson"]) // piece), "limit": limit}
 
 
+def measure_ab(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """CPU per event of one SDK client, imported from the tree ``spec["tree"]``.
+
+    For the A/B section (``benchmarks.ab``), which runs this file as a script
+    with that tree first on ``PYTHONPATH``; the worker refuses to measure a
+    ``backendapi`` imported from anywhere else. One small warm-up stream first
+    (the connection, whatever the SDK does on first use, such as importing
+    msgspec), then ``spec["streams"]`` whole streams of ``spec["kind"]``, each
+    timed with ``time.process_time()``.
+    """
+    client = CLIENTS[spec["client"]]()
+    if not client.speedups:
+        os.environ["BACKENDAPI_SPEEDUPS"] = "0"  # read once, when backendapi is imported
+    client.setup(spec["base_url"], spec["framing"], "c")
+    import backendapi
+
+    where = os.path.realpath(backendapi.__file__)
+    tree = os.path.realpath(spec["tree"])
+    if os.path.commonpath([where, tree]) != tree:
+        sys.exit(
+            f"A/B worker: backendapi was imported from {where}, not from the tree under "
+            f"test, {tree} (PYTHONPATH={os.environ.get('PYTHONPATH', '')!r})"
+        )
+    client.stream()
+    client.kind = spec["kind"]
+    streams: List[Dict[str, Any]] = []
+    for _ in range(spec["streams"]):
+        gc.collect()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        events, chars = client.stream()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        streams.append({"events": events, "chars": chars, "cpu": cpu, "wall": wall})
+    client.close()
+    return {"file": where, "speedups": speedups_used(), "streams": streams}
+
+
 def measure_profile(spec: Dict[str, Any]) -> Dict[str, Any]:
     """cProfile of one stream through ``BackendApiClient``; the top lines by tottime."""
     import cProfile
@@ -644,6 +704,7 @@ MODES: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
     "concurrency": measure_concurrency,
     "decode": measure_decode,
     "profile": measure_profile,
+    "ab": measure_ab,
 }
 
 
