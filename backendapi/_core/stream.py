@@ -52,6 +52,12 @@ def _content_pieces(items: List[Dict[str, Any]]) -> Optional[List[Any]]:
     ``"content"``) and ``"content"``: no ``"urls"``, so the answer may take a
     run of them as one text.
     """
+    if len(items) == 1:
+        # One event per network read, as a model's tokens arrive: no maps to set up.
+        data = items[0]
+        if len(data) == 2 and data["type"] == "content" and "content" in data:
+            return [data["content"]]
+        return None
     # Every decoded event has a "type", so a key count of 2 per item on
     # average with each holding "content" means exactly those two keys each.
     if list(map(_TYPE, items)).count("content") != len(items):
