@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._answer import Answer
 from ._core.decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
-from ._core.options import DEFAULT_TIMEOUT, Timeout
+from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
 from ._errors import (
@@ -31,6 +31,7 @@ from ._errors import (
     EventTooLargeError,
     IncompleteStreamError,
     InvalidInputError,
+    ResponseTooLargeError,
     StreamError,
 )
 from ._events import RawResponse
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_MAX_RESPONSE_SIZES",
     "DEFAULT_TIMEOUT",
     "APIConnectionError",
     "APIStatusError",
@@ -66,6 +68,7 @@ __all__ = [
     "PreparedRequest",
     "RETRY_STATUSES",
     "RawResponse",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "Stream",
     "StreamError",

@@ -10,16 +10,24 @@
     ├── APIStatusError           the server answered with HTTP status >= 400
     ├── StreamError              the server sent a fatal ``error`` or ``auth`` event
     │   └── AuthenticationError  ... and it was ``auth``: the provider needs a key or login
-    └── DecodeError              bytes that are not a valid event
-        └── EventTooLargeError   one event exceeded the decoder's size limit
+    ├── DecodeError              bytes that are not a valid event
+    │   └── EventTooLargeError   one event exceeded the decoder's size limit
+    └── ResponseTooLargeError    a plain call's answer exceeded its max_response_size
 
-No message carries the api key: the clients scrub it from any text the server
-sends back before it becomes part of an exception.
+Every one of them has three views of what went wrong: ``str(error)``, one
+printable line of at most :data:`STR_LIMIT` characters (whatever the server
+sent: a log line cannot be forged with it); ``error.message``, the whole
+text (the server's own words, for an :class:`APIStatusError` or a
+:class:`StreamError`); and the parsed answer (``body``, ``event``). No view
+carries the api key: the clients scrub it from the server's words, parsed,
+before they become part of an exception. Every one survives ``pickle``
+(a ``ProcessPoolExecutor`` worker's error comes back as itself).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+import re
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Type
 
 if TYPE_CHECKING:
     from ._events import RawResponse
@@ -34,15 +42,53 @@ __all__ = [
     "EventTooLargeError",
     "IncompleteStreamError",
     "InvalidInputError",
+    "ResponseTooLargeError",
     "StreamError",
 ]
 
 EXCERPT_LENGTH = 120
+STR_LIMIT = 500
+"""The longest ``str()`` of an SDK exception, in characters."""
+_URL_LIMIT = 200  # of STR_LIMIT, at most this much for the URL: the rest is the server's words
+
+_WORD = re.compile(r"\S+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """``text`` with its runs of whitespace (newlines too) made single spaces, cut at ``limit``."""
-    return " ".join(text.split())[:limit]
+    """``text`` as one printable line of at most ``limit`` characters.
+
+    Runs of whitespace (line breaks of every kind too) become single spaces,
+    other control characters ``\\xNN`` escapes, and a longer text is cut,
+    ending in ``...``. Only the words that fit are copied: a 10 MB text costs
+    one scan at most.
+    """
+    words = []
+    size = -1
+    for match in _WORD.finditer(text):
+        start, end = match.span()
+        word = _CONTROL.sub(_escape, text[start : min(end, start + limit + 1)])
+        words.append(word)
+        size += len(word) + 1
+        if size > limit:
+            break
+    line = " ".join(words)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _headline(prefix: str, words: str) -> str:
+    """``prefix: words`` in :data:`STR_LIMIT` characters, the words cut rather than ``prefix``."""
+    line = one_line(prefix, STR_LIMIT)
+    room = STR_LIMIT - len(line) - 2
+    return f"{line}: {one_line(words, room)}" if words and room > 3 else line
+
+
+def _url(url: Optional[str]) -> str:
+    return "" if url is None else " from " + one_line(url, _URL_LIMIT)
 
 
 def excerpt(data: bytes | bytearray | str, limit: int = EXCERPT_LENGTH) -> str:
@@ -67,13 +113,47 @@ def _unit(data: bytes | bytearray | str) -> str:
     return "characters" if isinstance(data, str) else "bytes"
 
 
+def _rebuild(cls: Type[BackendApiError], args: Tuple[Any, ...]) -> BackendApiError:
+    """An exception of class ``cls`` made without its ``__init__``; pickle then sets its fields."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
+
 class BackendApiError(Exception):
-    """Base class of every error the SDK raises."""
+    """Base class of every error the SDK raises.
+
+    ``str(error)`` is one printable line of at most :data:`STR_LIMIT`
+    characters; :attr:`message` is the whole text.
+    """
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        """Human-readable description, also ``str(error)``."""
+        """The whole description; for an error the server reported, its own words, whole."""
+
+    def __str__(self) -> str:
+        return self._headline()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Exception's own reduce calls cls(*args), which the keyword-only fields
+        # of the subclasses refuse: unpickled in a ProcessPoolExecutor, such an
+        # error broke the pool. The fields travel as the instance's state.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+    def _headline(self) -> str:
+        """``str(error)``: the line a log shows."""
+        return one_line(self._text(), STR_LIMIT)
+
+    def _text(self) -> str:
+        # An error made by a caller's subclass may lack a message, or hold no str.
+        message = self.__dict__.get("message")
+        if message is None:
+            return " ".join(map(str, self.args))
+        return message if isinstance(message, str) else str(message)
 
 
 class InvalidInputError(BackendApiError, ValueError, TypeError):
@@ -106,40 +186,67 @@ class IncompleteStreamError(APIConnectionError):
 
 
 class APIStatusError(BackendApiError):
-    """The server answered the request with an HTTP status >= 400.
+    """The server answered the request with an HTTP status >= 400 (or a redirect).
 
-    ``message`` is the server's own message (from ``{"error": {"message": ...}}``
-    or the start of the body text).
+    ``str(error)`` is ``HTTP <status> <reason> from <url>: <the server's
+    words>`` (``(empty body)`` when there are none), cut to one line;
+    :attr:`message` is the server's own words, whole (the message of a JSON
+    body, ``{"error": {"message": ...}}`` and its variants, else the body's
+    text); :attr:`body` the parsed body. For a redirect, which is never
+    followed, :attr:`message` says so.
     """
 
     def __init__(
-        self, message: str, *, status_code: int, body: Any = None, url: Optional[str] = None
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        url: Optional[str] = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         """The HTTP status code."""
         self.body = body
-        """The decoded JSON body, or the body text (truncated), or None."""
+        """The decoded JSON body, or the body's text (its first 64 KiB), or None."""
         self.url = url
         """The URL that was requested."""
+        self.reason = reason
+        """The status line's reason phrase ("Not Found"), "" when there was none."""
+
+    def _headline(self) -> str:
+        status = f"HTTP {self.status_code} {self.reason}".rstrip()
+        words = self._text()
+        return _headline(status + _url(self.url), words if words.strip() else "(empty body)")
 
 
 class StreamError(BackendApiError):
     """The server reported a fatal error inside the stream (an ``error`` event).
 
     Every event before it has already been yielded; the stream is closed.
+    ``str(error)`` is ``error event (<error_type>) from <url>: <the server's
+    words>``, cut to one line; :attr:`message` is the event's ``message``,
+    whole (else its error name, else its JSON); :attr:`event` the event.
     """
 
-    def __init__(self, message: str, *, event: RawResponse) -> None:
+    def __init__(self, message: str, *, event: RawResponse, url: Optional[str] = None) -> None:
         super().__init__(message)
         self.event = event
         """The ``error`` or ``auth`` event itself."""
+        self.url = url
+        """The URL of the stream, when known."""
 
     @property
     def error_type(self) -> Optional[str]:
         """The server-side exception name, e.g. ``"RuntimeError"``, if given."""
         name = self.event.get("error") if self.event.type == "error" else self.event.get("auth")
         return name if isinstance(name, str) else None
+
+    def _headline(self) -> str:
+        name = self.error_type
+        kind = f"{self.event.type} event" + (f" ({name})" if name else "")
+        return _headline(kind + _url(self.url), self._text())
 
 
 class AuthenticationError(StreamError):
@@ -152,3 +259,18 @@ class DecodeError(BackendApiError, ValueError):
 
 class EventTooLargeError(DecodeError):
     """One event grew past the decoder's ``max_event_size``."""
+
+
+class ResponseTooLargeError(BackendApiError):
+    """A plain call's answer (``models()``, ``version()``...) grew past its limit.
+
+    The limit counts the body's bytes once decompressed; the call's
+    ``max_response_size=`` argument, or the client's, raises it.
+    """
+
+    def __init__(self, message: str, *, limit: int, url: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        """The limit that was exceeded, in bytes."""
+        self.url = url
+        """The URL that was requested."""

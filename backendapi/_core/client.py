@@ -18,9 +18,11 @@ from .exchange import Exchange
 from .media import MediaInput
 from .options import (
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_SIZES,
     DEFAULT_TIMEOUT,
     SSLOption,
     Timeout,
+    check_size,
     coerce_ssl,
     coerce_timeout,
 )
@@ -83,6 +85,14 @@ class ClientCore(Generic[SessionT, TransportT]):
       ``HTTPS_PROXY`` and ``NO_PROXY`` apply.
     * ``max_connections``: connections the client's own session keeps open at
       once (default 1000).
+    * ``max_response_size``: most bytes (counted decompressed) a plain call
+      (``models()``, ``version()``, ``providers()``, ``create_text()``,
+      ``upload()``) reads of an answer before it raises
+      :class:`ResponseTooLargeError`; None (the default) keeps each call's own
+      default (``DEFAULT_MAX_RESPONSE_SIZES``: 64 KiB for ``version()``, 1 MiB
+      for ``upload()``, 16 MiB for the others). Each call also takes a
+      ``max_response_size=`` of its own, which wins. Streams are bounded per
+      event instead (``max_event_size``).
 
     Redirects are not followed: the conversation body carries the api key, and
     a redirect must not carry it elsewhere; a 3xx response raises
@@ -106,6 +116,7 @@ class ClientCore(Generic[SessionT, TransportT]):
         max_retries: Union[int, RetryPolicy] = 2,
         proxy: Optional[str] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_response_size: Optional[int] = None,
     ) -> None:
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -162,6 +173,10 @@ class ClientCore(Generic[SessionT, TransportT]):
             raise InvalidInputError(f"max_connections must be >= 1, got {max_connections}")
         self.max_connections = max_connections
         """How many connections the client's own session may open at once."""
+        if max_response_size is not None:
+            check_size("max_response_size", max_response_size)
+        self.max_response_size = max_response_size
+        """Most bytes a plain call reads of an answer; None: each call's own default."""
         self._transport: TransportT = self._transport_class(
             session, ssl=self.ssl, proxy=self.proxy, max_connections=max_connections
         )
@@ -198,38 +213,52 @@ class ClientCore(Generic[SessionT, TransportT]):
         keys = {key, self._api_key}
         return tuple(k for k in keys if isinstance(k, str) and len(k) >= MIN_SECRET_LENGTH)
 
-    def _get(self, path: str, **params: Optional[str]) -> Exchange:
+    def _limit(self, call: str, size: Optional[int]) -> int:
+        """The most bytes ``call`` reads: its argument, else the client's, else its default."""
+        if size is not None:
+            return check_size("max_response_size", size)
+        if self.max_response_size is not None:
+            return self.max_response_size
+        return DEFAULT_MAX_RESPONSE_SIZES[call]
+
+    def _get(self, path: str, limit: int, **params: Optional[str]) -> Exchange:
         for name, value in params.items():
             if value is not None and not isinstance(value, str):
                 raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}")
-        return Exchange(
+        exchange = Exchange(
             build_get_request(self.base_url, path, params, self._headers()), self._secrets()
         )
+        exchange.max_response_size = limit
+        return exchange
 
-    def _version_call(self) -> Exchange:
-        return self._get(VERSION_PATH)
+    def _version_call(self, size: Optional[int]) -> Exchange:
+        return self._get(VERSION_PATH, self._limit("version", size))
 
-    def _models_call(self, provider: Optional[str]) -> Exchange:
+    def _models_call(self, provider: Optional[str], size: Optional[int]) -> Exchange:
+        limit = self._limit("models", size)
         if provider is None:
-            return self._get(MODELS_PATH)
+            return self._get(MODELS_PATH, limit)
         if not isinstance(provider, str) or not provider:
             raise InvalidInputError(f"provider must be a non-empty str, got {provider!r}")
-        return self._get(f"{MODELS_PATH}/{quote(provider, safe='')}")
+        return self._get(f"{MODELS_PATH}/{quote(provider, safe='')}", limit)
 
-    def _providers_call(self) -> Exchange:
-        return self._get(PROVIDERS_PATH)
+    def _providers_call(self, size: Optional[int]) -> Exchange:
+        return self._get(PROVIDERS_PATH, self._limit("providers", size))
 
     def _create_text_call(
-        self, prompt: object, model: Optional[str], provider: Optional[str]
+        self, prompt: object, model: Optional[str], provider: Optional[str], size: Optional[int]
     ) -> Exchange:
         if not isinstance(prompt, str) or not prompt:
             raise InvalidInputError(f"prompt must be a non-empty str, got {prompt!r}")
-        exchange = self._get(CREATE_PATH, prompt=prompt, model=model, provider=provider)
+        limit = self._limit("create_text", size)
+        exchange = self._get(CREATE_PATH, limit, prompt=prompt, model=model, provider=provider)
         exchange.request.headers["Accept"] = "text/plain"
         return exchange
 
-    def _upload_call(self, bucket_id: object, files: object) -> Exchange:
+    def _upload_call(self, bucket_id: object, files: object, size: Optional[int]) -> Exchange:
+        limit = self._limit("upload", size)
         request, loader = plan_upload_request(self.base_url, bucket_id, files, self._headers())
         exchange = Exchange(request, self._secrets())
         exchange.loader = loader
+        exchange.max_response_size = limit
         return exchange

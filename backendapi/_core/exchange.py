@@ -8,11 +8,10 @@ into the SDK's exception with the same words whichever library raised it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .._errors import (
     APIConnectionError,
@@ -21,6 +20,7 @@ from .._errors import (
     BackendApiError,
     DecodeError,
     IncompleteStreamError,
+    ResponseTooLargeError,
     excerpt,
     one_line,
 )
@@ -45,6 +45,9 @@ class Exchange:
         """When the call went out (``time.monotonic()``), once it did."""
         self.loader: Optional[Loader] = None
         """Builds :attr:`request` in full, files read, when it goes out; None once built."""
+        self.max_response_size: Optional[int] = None
+        """Most body bytes (decompressed) a plain call reads before it raises."""
+        self._spellings: Optional[Tuple[str, ...]] = None  # of the secrets: see redact
 
     # -- the total timeout ------------------------------------------------------------------
 
@@ -149,29 +152,42 @@ class Exchange:
 
     def status_error(
         self, status: int, reason: str, body: bytes, location: Optional[str]
-    ) -> BackendApiError:
-        """The exception for a response with HTTP status >= 300, from its first bytes."""
+    ) -> APIStatusError:
+        """The exception for a response with HTTP status >= 300, from its first bytes.
+
+        Its ``message`` is the server's own words, whole: the message of a JSON
+        body (g4f's ``{"error": {"message": ...}}`` and its variants), else the
+        body's text; its ``body`` the parsed JSON, else that text. The key is
+        hidden in the parsed values, so no key can make them unparseable.
+        """
         url = self.request.url
+        reason = self.redact(reason)
         if 300 <= status < 400:
             return APIStatusError(
                 self.redact(
-                    f"HTTP {status} {reason} from {url}: redirect to {location!r} not followed, "
-                    "because the request body carries the api key"
+                    f"redirect to {location!r} not followed, because the request body "
+                    "carries the api key"
                 ),
                 status_code=status,
                 url=url,
+                reason=reason,
             )
-        parsed: Any = None
-        with contextlib.suppress(ValueError):
-            parsed = json.loads(body)
-        server_message = _server_message(parsed)
-        shown: Any = self.redact_json(parsed)
-        if server_message is None:
-            text = body.decode("utf-8", "replace")
-            shown = self.redact(text[:2000])
-            server_message = one_line(text) or "(empty body)"
-        message = self.redact(f"HTTP {status} {reason} from {url}: {server_message}")
-        return APIStatusError(message, status_code=status, body=shown, url=url)
+        text = self.redact(body.decode("utf-8", "replace"))
+        shown: Any = text
+        words: Optional[str] = None
+        try:
+            shown = self.redact_json(json.loads(body))
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
+            pass
+        else:
+            words = _server_message(shown)
+        return APIStatusError(
+            text if words is None else words,
+            status_code=status,
+            body=shown,
+            url=url,
+            reason=reason,
+        )
 
     def json_result(self, status: int, reason: str, body: bytes, location: Optional[str]) -> Any:
         """The decoded JSON of a plain (non-streaming) response, or the error it means."""
@@ -180,9 +196,11 @@ class Exchange:
         try:
             return json.loads(body)
         except ValueError:
-            raise DecodeError(
-                f"expected JSON from {self.request.url}, got {excerpt(body)}"
-            ) from None
+            problem = "expected JSON from {}, got {}"
+        except RecursionError:
+            problem = "the JSON from {} is nested too deeply to parse: {}"
+        quoted = excerpt(self.redact(body.decode("utf-8", "backslashreplace")))
+        raise DecodeError(problem.format(self.request.url, quoted))
 
     def text_result(self, status: int, reason: str, body: bytes, location: Optional[str]) -> str:
         """The text of a plain response, or the error it means."""
@@ -190,21 +208,51 @@ class Exchange:
             raise self.status_error(status, reason, body, location)
         return body.decode("utf-8", "replace")
 
+    def too_large_error(self, limit: int) -> ResponseTooLargeError:
+        """The error for a plain response whose body grew past ``limit`` bytes."""
+        url = self.request.url
+        return ResponseTooLargeError(
+            f"the response from {url} is larger than max_response_size ({limit} bytes, "
+            "counted decompressed); pass a larger max_response_size to accept it",
+            limit=limit,
+            url=url,
+        )
+
     # -- secrets and logs -------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        """Replace the api key wherever it occurs in ``text``."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
+        """Replace the api key in ``text``, as it is and in every escaped spelling of it.
+
+        A server may echo the key JSON-escaped (``\\"``, ``\\u00e9``), and an
+        excerpt quotes it as ``repr`` does: each of those spellings, and each
+        spelling of those, is replaced too.
+        """
+        spellings = self._spellings
+        if spellings is None:
+            spellings = self._spellings = _spellings(self.secrets)
+        for spelling in spellings:
+            if spelling in text:
+                text = text.replace(spelling, "***")
         return text
 
     def redact_json(self, value: Any) -> Any:
-        """``value`` (decoded JSON) with the api key replaced wherever it occurs."""
+        """A copy of ``value`` (decoded JSON) with the api key replaced wherever it occurs.
+
+        The parsed values are redacted, never the JSON text, so whatever the key
+        (``true``, ``12345``...) the result is the same JSON shape: strings, keys
+        included, have the key replaced; a number whose digits hold the key
+        becomes ``"***"``; ``true``, ``false`` and ``null`` carry no key. The
+        walk uses no recursion, so no nesting depth can break it.
+        """
         if not self.secrets:
             return value
-        text = json.dumps(value)
-        redacted = self.redact(text)
-        return value if redacted == text else json.loads(redacted)
+        return _scrubbed(value, self.redact)
+
+    def scrub(self, error: BackendApiError) -> None:
+        """Redact ``error``'s text in place (an error the decoder raised quotes the body)."""
+        if self.secrets:
+            error.message = self.redact(error.message)
+            error.args = (error.message,)
 
     def log_request(self) -> None:
         """Log the request, with no key and no message text."""
@@ -232,6 +280,8 @@ class Exchange:
 
 def _server_message(parsed: Any) -> Optional[str]:
     """The message in g4f's ``{"error": {"message": ...}}`` and its common variants."""
+    if isinstance(parsed, str) and parsed:
+        return parsed
     if not isinstance(parsed, dict):
         return None
     error = parsed.get("error")
@@ -241,3 +291,49 @@ def _server_message(parsed: Any) -> Optional[str]:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+_Escape = Callable[[str], str]
+_ESCAPES: Tuple[_Escape, ...] = (
+    lambda text: json.dumps(text)[1:-1],
+    lambda text: json.dumps(text, ensure_ascii=False)[1:-1],
+    lambda text: repr(text)[1:-1],
+    lambda text: repr(text + "'\"")[1:-4],  # inside a repr that escapes its quote
+    lambda text: ascii(text)[1:-1],
+    lambda text: ascii(text + "'\"")[1:-4],
+)
+"""The ways JSON and Python's ``repr``/``ascii`` may write a string inside quotes."""
+
+
+def _spellings(secrets: Tuple[str, ...]) -> Tuple[str, ...]:
+    """Each secret as it is, escaped once and escaped twice; the longest first."""
+    found = set(secrets)
+    for _ in range(2):  # a repr of a JSON text, a JSON of a repr...
+        found |= {escape(text) for text in found for escape in _ESCAPES}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def _scrubbed(value: Any, redact: Callable[[str], str]) -> Any:
+    """A copy of the JSON ``value`` with ``redact`` applied to every string and number in it."""
+    top: List[Any] = [value]
+    # (container, index or key) of each value still to be redacted, replaced by a copy in
+    # place: a stack instead of recursion, for JSON nested a thousand deep.
+    pending: List[Tuple[Union[List[Any], Dict[Any, Any]], Any]] = [(top, 0)]
+    while pending:
+        holder, at = pending.pop()
+        item = holder[at]
+        if isinstance(item, str):
+            holder[at] = redact(item)
+        elif isinstance(item, dict):
+            copy = {(redact(key) if isinstance(key, str) else key): v for key, v in item.items()}
+            holder[at] = copy
+            pending.extend((copy, key) for key in copy)
+        elif isinstance(item, list):
+            copy_list = list(item)
+            holder[at] = copy_list
+            pending.extend((copy_list, index) for index in range(len(copy_list)))
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            digits = json.dumps(item)
+            if redact(digits) != digits:
+                holder[at] = "***"
+    return top[0]

@@ -5,16 +5,38 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Optional, Union
+from types import MappingProxyType
+from typing import Mapping, Optional, Union
 
 from .._errors import InvalidInputError
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "SSLOption", "Timeout"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_RESPONSE_SIZES",
+    "DEFAULT_TIMEOUT",
+    "SSLOption",
+    "Timeout",
+]
 
 READ_SIZE = 64 * 1024
 """Most bytes asked of the network at once; a read returns whatever has arrived."""
 ERROR_BODY_LIMIT = 64 * 1024
-"""Most bytes read of an error response's body."""
+"""Most bytes read of an error response's body (decompressed)."""
+
+_MiB = 1024 * 1024
+DEFAULT_MAX_RESPONSE_SIZES: Mapping[str, int] = MappingProxyType(
+    {
+        "version": 64 * 1024,
+        "models": 16 * _MiB,
+        "providers": 16 * _MiB,
+        "create_text": 16 * _MiB,
+        "upload": 1 * _MiB,
+    }
+)
+"""Most body bytes (decompressed) each plain call reads before it raises
+:class:`~backendapi.ResponseTooLargeError`, unless the client's or the call's
+``max_response_size`` says otherwise: far above what a server sends (g4f's
+models of every provider are about 100 KB), far below what hurts."""
 
 SSLOption = Union[bool, ssl.SSLContext, str, "os.PathLike[str]", None]
 """``ssl=``: True/None verify with the default CAs, False skips verification,
@@ -85,3 +107,12 @@ def coerce_ssl(value: SSLOption) -> Union[bool, ssl.SSLContext, str]:
         f"ssl must be True, False, an ssl.SSLContext or a CA bundle path, "
         f"not {type(value).__name__}"
     )
+
+
+def check_size(name: str, value: object) -> int:
+    """``value`` if it is a positive int (a size in bytes); else :class:`InvalidInputError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise InvalidInputError(f"{name} must be positive, got {value}")
+    return value

@@ -28,7 +28,13 @@ from typing import (
 )
 
 from .._answer import Answer
-from .._errors import AuthenticationError, DecodeError, StreamError, excerpt
+from .._errors import (
+    AuthenticationError,
+    DecodeError,
+    IncompleteStreamError,
+    StreamError,
+    excerpt,
+)
 from .._events import RawResponse, _set_fields, _string_type
 from .._events import _new as _new_event
 from .._transports import ResponseHead
@@ -143,18 +149,22 @@ class StreamCore(Exchange):
         Call it only once :attr:`taking` ran dry and :meth:`next_event`
         returned None.
         """
-        if chunk:
-            if len(chunk) > FEED_SIZE:
-                # A big read is decoded a slice at a time, as its events are
-                # taken: 6,500 small events of one 256 KiB async read, decoded at
-                # once, are handed out more slowly than 32 KiB slices of them.
-                self._rest = memoryview(chunk)
-                self._feed_rest()
+        try:
+            if chunk:
+                if len(chunk) > FEED_SIZE:
+                    # A big read is decoded a slice at a time, as its events are
+                    # taken: 6,500 small events of one 256 KiB async read, decoded at
+                    # once, are handed out more slowly than 32 KiB slices of them.
+                    self._rest = memoryview(chunk)
+                    self._feed_rest()
+                else:
+                    self._feed(chunk)
             else:
-                self._feed(chunk)
-        else:
-            self.finished = self.eof = True
-            self._start_batch(_dicts(self._decoder.close()))
+                self.finished = self.eof = True
+                self._start_batch(_dicts(self._decoder.close()))
+        except (DecodeError, IncompleteStreamError) as error:  # it may quote the key
+            self.scrub(error)
+            raise
 
     def _feed(self, data: Union[bytes, memoryview]) -> None:
         self._start_batch(_dicts(self._decoder.feed(data)))
@@ -226,12 +236,16 @@ class StreamCore(Exchange):
                 data, self._fatal = self._fatal, None
                 self.finished = True
                 raise self._event_error(_wrap(data))
-            if self._decoder.error_pending:
-                self.finished = True
-                self._decoder.feed(b"")  # raises the decode error held behind the events
-            if self._rest is None:
-                return None
-            self._feed_rest()
+            try:
+                if self._decoder.error_pending:
+                    self.finished = True
+                    self._decoder.feed(b"")  # raises the decode error held behind the events
+                if self._rest is None:
+                    return None
+                self._feed_rest()
+            except (DecodeError, IncompleteStreamError) as error:  # it may quote the key
+                self.scrub(error)
+                raise
             for data in self.taking:
                 return _wrap(data)
 
@@ -255,13 +269,22 @@ class StreamCore(Exchange):
                 callback(self.answer)
 
     def _event_error(self, event: RawResponse) -> StreamError:
-        message = event.get("message")
-        name = event.get("error") if event.type == "error" else event.get("auth")
+        """The exception for a fatal ``error`` or ``auth`` event, the key hidden in its values.
+
+        Its ``message`` is the event's ``message``, whole; else its error's
+        name (or that error's JSON); else the whole event's JSON.
+        """
+        data = self.redact_json(event.get_dict())
+        message = data.get("message")
+        name = data.get("error") if event.type == "error" else data.get("auth")
         if not isinstance(message, str) or not message:
-            message = str(name) if name else json.dumps(event.get_dict())[:500]
-        text = self.redact(f"server reported {event.type}: {message}")
+            if isinstance(name, str) and name:
+                message = name
+            else:
+                shown = data if name is None or name == "" else name
+                message = self.redact(json.dumps(shown, ensure_ascii=False, default=str))
         cls = AuthenticationError if event.type == "auth" else StreamError
-        return cls(text, event=RawResponse(self.redact_json(event.get_dict())))
+        return cls(message, event=RawResponse(data), url=self.request.url)
 
     @staticmethod
     def is_not_a_stream(content_type: str) -> bool:
@@ -270,10 +293,12 @@ class StreamCore(Exchange):
 
     def content_type_error(self, content_type: str, head: bytes) -> DecodeError:
         """The error for a response :meth:`is_not_a_stream` rejected."""
+        # Redacted before it is quoted: the quotation escapes what it shows.
+        start = self.redact(head.decode("utf-8", "backslashreplace"))
         return DecodeError(
             self.redact(
                 f"expected an event stream from {self.request.url}, got Content-Type "
-                f"{content_type!r}; the body starts {excerpt(head)}"
+                f"{content_type!r}; the body starts {excerpt(start)}"
             )
         )
 

@@ -94,31 +94,61 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
         with self.create(model, messages, media, api_key, **kwargs) as stream:
             return stream.collect()
 
-    def version(self) -> Dict[str, Any]:
-        """The server's version: ``{"version": "8.8.6", "latest_version": ...}``."""
-        result: Dict[str, Any] = self._fetch(self._version_call(), json=True)
+    def version(self, *, max_response_size: Optional[int] = None) -> Dict[str, Any]:
+        """The server's version: ``{"version": "8.8.6", "latest_version": ...}``.
+
+        Every plain call reads at most ``max_response_size`` bytes of the
+        answer (counted decompressed), else the client's, else its own default
+        (here 64 KiB), and raises :class:`ResponseTooLargeError` beyond.
+        """
+        call = self._version_call(max_response_size)
+        result: Dict[str, Any] = self._fetch(call, json=True)
         return result
 
-    def models(self, provider: Optional[str] = None) -> Any:
-        """All models as ``{provider: [model ids]}``, or one provider's model objects."""
-        return self._fetch(self._models_call(provider), json=True)
+    def models(
+        self, provider: Optional[str] = None, *, max_response_size: Optional[int] = None
+    ) -> Any:
+        """All models as ``{provider: [model ids]}``, or one provider's model objects.
 
-    def providers(self) -> List[Dict[str, Any]]:
-        """The server's providers (``name``, ``label``, ``auth``, ``vision``...)."""
-        result: List[Dict[str, Any]] = self._fetch(self._providers_call(), json=True)
+        Reads at most ``max_response_size`` bytes (default 16 MiB; see :meth:`version`).
+        """
+        return self._fetch(self._models_call(provider, max_response_size), json=True)
+
+    def providers(self, *, max_response_size: Optional[int] = None) -> List[Dict[str, Any]]:
+        """The server's providers (``name``, ``label``, ``auth``, ``vision``...).
+
+        Reads at most ``max_response_size`` bytes (default 16 MiB; see :meth:`version`).
+        """
+        call = self._providers_call(max_response_size)
+        result: List[Dict[str, Any]] = self._fetch(call, json=True)
         return result
 
     def create_text(
-        self, prompt: str, *, model: Optional[str] = None, provider: Optional[str] = None
+        self,
+        prompt: str,
+        *,
+        model: Optional[str] = None,
+        provider: Optional[str] = None,
+        max_response_size: Optional[int] = None,
     ) -> str:
-        """The plain-text ``GET /backend-api/v2/create`` endpoint: one prompt, the answer's text."""
-        call = self._create_text_call(prompt, model, provider)
+        """The plain-text ``GET /backend-api/v2/create`` endpoint: one prompt, the answer's text.
+
+        Reads at most ``max_response_size`` bytes (default 16 MiB; see :meth:`version`).
+        """
+        call = self._create_text_call(prompt, model, provider, max_response_size)
         result: str = self._fetch(call, json=False)
         return result
 
-    def upload(self, bucket_id: str, files: MediaInput) -> Any:
-        """Upload files (paths, bytes, file objects) to a bucket for later messages."""
-        return self._fetch(self._upload_call(bucket_id, files), json=True)
+    def upload(
+        self, bucket_id: str, files: MediaInput, *, max_response_size: Optional[int] = None
+    ) -> Any:
+        """Upload files (paths, bytes, file objects) to a bucket for later messages.
+
+        Reads at most ``max_response_size`` bytes of the server's answer
+        (default 1 MiB; see :meth:`version`).
+        """
+        call = self._upload_call(bucket_id, files, max_response_size)
+        return self._fetch(call, json=True)
 
     def close(self) -> None:
         """Close the client's own session and its connections (a caller's session is left open)."""
@@ -138,23 +168,31 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
     def _fetch(self, exchange: Exchange, *, json: bool) -> Any:
         exchange.start_clock(self.timeout.total)
         response = self._send(exchange)
+        status = response.status
+        # An error's body is only quoted, so its start is enough; an answer is read
+        # up to the call's limit. A read returns at most READ_SIZE bytes,
+        # decompressed, so a gzip bomb stops a read past the limit.
+        limit = ERROR_BODY_LIMIT if status >= 300 else exchange.max_response_size
+        assert limit is not None
         parts: List[bytes] = []
+        size = 0
         try:
-            while True:
+            while size <= limit:
                 data = response.read()
                 if not data:
                     break
                 parts.append(data)
+                size += len(data)
         except TransportError as failure:
             raise exchange.send_error(failure, self.timeout) from None
         finally:
-            response.close()
-        result = (
-            response.status,
-            response.reason,
-            b"".join(parts),
-            response.headers.get("Location"),
-        )
+            response.close()  # before the whole body was read, this closes the connection
+        body = b"".join(parts)
+        if size > limit:
+            if status < 300:
+                raise exchange.too_large_error(limit)
+            body = body[:limit]
+        result = (status, response.reason, body, response.headers.get("Location"))
         return exchange.json_result(*result) if json else exchange.text_result(*result)
 
     def _send(self, exchange: Exchange) -> RequestsResponse:
