@@ -43,7 +43,6 @@ HI = b'data: {"type": "content", "content": "Hi"}\n\n'
 YO = b'data: {"type": "content", "content": "Yo"}\n\n'
 SSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
 CHUNKED = SSE + b"Transfer-Encoding: chunked\r\n\r\n"
-CLOSE_DELIMITED = SSE + b"Connection: close\r\n\r\n"
 
 
 def sized(*events: bytes) -> bytes:
