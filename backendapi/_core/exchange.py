@@ -108,6 +108,11 @@ class Exchange:
             )
         if kind is Failure.DECOMPRESS:
             return DecodeError(f"cannot decompress the response from {url}: {one_line(reason)}")
+        if kind is Failure.DISCONNECTED:
+            # The request went out: "cannot connect" would point at the wrong end.
+            return APIConnectionError(
+                f"the connection to {url} closed before any response: {reason}", url=url
+            )
         return APIConnectionError(f"cannot connect to {url}: {reason}", url=url)
 
     def read_error(self, failure: TransportError, timeout: Timeout) -> BackendApiError:
@@ -121,6 +126,9 @@ class Exchange:
                 f"no data from {url} within the read timeout of {timeout.read} s", url=url
             )
         reason = self.redact(failure.detail)
+        if kind is Failure.INVALID_RESPONSE:
+            # The framing broke (a chunk size that is no number) after the head.
+            return IncompleteStreamError(f"the response from {url} broke off: {reason}", url=url)
         if kind is Failure.DECOMPRESS:
             return DecodeError(f"cannot decompress the stream: {one_line(reason)}")
         if kind is Failure.INCOMPLETE:

@@ -20,6 +20,8 @@ __all__ = [
 
 READ_SIZE = 64 * 1024
 """Most bytes asked of the network at once; a read returns whatever has arrived."""
+ACCEPT_ENCODING = "gzip, deflate"
+"""The content codings both clients ask for, and undo themselves (``_transports/body.py``)."""
 ERROR_BODY_LIMIT = 64 * 1024
 """Most bytes read of an error response's body (decompressed)."""
 

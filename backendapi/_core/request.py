@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 from .._errors import InvalidInputError
 from .._version import __version__
 from .media import MediaInput, MediaPart, check_media, has_pending, load_media, wire_media
+from .options import ACCEPT_ENCODING
 
 __all__ = [
     "CONVERSATION_PATH",
@@ -292,7 +293,7 @@ def build_get_request(
 
 def merge_headers(defaults: Mapping[str, str], overrides: Mapping[str, str]) -> Dict[str, str]:
     """Return ``defaults`` updated by ``overrides``, header names compared case-insensitively."""
-    merged = {"User-Agent": USER_AGENT, **defaults}
+    merged = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING, **defaults}
     lowered = {name.lower(): name for name in merged}
     for name, value in overrides.items():
         existing = lowered.pop(name.lower(), None)

@@ -326,6 +326,7 @@ class StreamState(Generic[ClientT, ResponseT]):
         self._client = client
         self._core = core
         self._response: Optional[ResponseT] = None
+        self._status: Optional[int] = None  # the response's, kept once it is released
         self._closed = False
 
     @property
@@ -340,8 +341,9 @@ class StreamState(Generic[ClientT, ResponseT]):
 
     @property
     def status_code(self) -> Optional[int]:
-        """The HTTP status of the response, once the request was sent."""
-        return None if self._response is None else self._response.status
+        """The HTTP status of the response, once the request was sent; kept after the end."""
+        response = self._response
+        return self._status if response is None else response.status
 
     def __del__(self) -> None:
         # A stream dropped mid-way must not keep its socket open.
@@ -353,6 +355,8 @@ class StreamState(Generic[ClientT, ResponseT]):
             return
         self._closed = True
         response, self._response = self._response, None
+        if response is not None:
+            self._status = response.status
         try:
             self._core.end(outcome)
         finally:

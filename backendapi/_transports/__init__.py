@@ -33,6 +33,10 @@ class Failure(enum.Enum):
     CONNECT = "connect"
     """No connection, or one closed before any response: the server did no work
     that anybody will see, so asking again is safe."""
+    DISCONNECTED = "disconnected"
+    """The connection closed (or was reset) after the request went out and before any
+    response: a server does that to an idle keep-alive connection it closes just as
+    the client reuses it. No answer was begun, so asking again is taken to be safe."""
     CONNECT_TIMEOUT = "connect timeout"
     """The connection was not made within the connect timeout (asking again is safe)."""
     TLS = "tls"
@@ -52,7 +56,7 @@ class Failure(enum.Enum):
     @property
     def retryable(self) -> bool:
         """True where nothing of the request reached the server's work: asking again is safe."""
-        return self in (Failure.CONNECT, Failure.CONNECT_TIMEOUT)
+        return self in (Failure.CONNECT, Failure.DISCONNECTED, Failure.CONNECT_TIMEOUT)
 
 
 class TransportError(Exception):

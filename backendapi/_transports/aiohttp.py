@@ -2,7 +2,7 @@
 
 It keeps a session per event loop (a script may call ``asyncio.run`` again,
 a notebook runs its own loop), its TLS contexts, cookies and header limits,
-reads the body with ``readany()``, and maps aiohttp's exceptions to
+reads the body with ``readany()`` (``aiohttp_body.py``), and maps aiohttp's exceptions to
 :class:`~backendapi._transports.Failure` kinds in :func:`_failure`.
 """
 
@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import certifi
+from aiohttp.http_exceptions import HttpProcessingError, TransferEncodingError
 from urllib3.exceptions import InsecureRequestWarning
 from yarl import URL
 
@@ -26,6 +27,8 @@ from .._core.options import Timeout
 from .._core.request import PreparedRequest
 from .._errors import BackendApiError
 from . import Failure, ResponseHead, TransportBase, TransportError
+from .aiohttp_body import BodyReader, use_head_first_protocol
+from .body import INVALID_CHUNKING, ContentDecoder, body_decoder
 
 __all__ = ["AiohttpResponse", "AiohttpTransport"]
 
@@ -48,30 +51,24 @@ _PROXY_SCHEMES = ("http", "https") if hasattr(asyncio, "timeout") else ("http",)
 class AiohttpResponse(ResponseHead):
     """A response whose body is read as it arrives."""
 
-    __slots__ = ("_eof", "_response")
+    __slots__ = ("_body", "_response")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, decoder: Optional[ContentDecoder]) -> None:
         super().__init__(response.status, response.reason or "", response.headers)
         self._response = response
-        self._eof = False
+        self._body = BodyReader(response, decoder)
 
     async def read(self) -> bytes:
-        """The body bytes that have arrived (waiting for some); ``b""`` at its end."""
-        # readany() returns as soon as any bytes are buffered, over chunked and
-        # close-delimited bodies alike, and never splits on lines, so no line
-        # length limit applies (iterating response.content by line raises once
-        # a single line outgrows the reader's buffer).
+        """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
         try:
-            data = await self._response.content.readany()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            return await self._body.read()
+        except (aiohttp.ClientError, HttpProcessingError, asyncio.TimeoutError, OSError) as exc:
             raise _failure(exc, connecting=False) from None
-        if not data:
-            self._eof = True
-        return data
 
     def close(self) -> None:
         """Keep the connection for reuse after a full read; close it otherwise."""
-        if self._eof:
+        self._body.close()
+        if self._body.eof:
             self._response.release()
         else:
             self._response.close()  # the server sees the connection close
@@ -128,11 +125,17 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
                 data=request.body,
                 allow_redirects=False,
                 timeout=self._client_timeout(timeout, remaining),
+                auto_decompress=False,  # the body is decoded as in the blocking client
                 **options,
             )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise _failure(exc, connecting=True) from None
-        return AiohttpResponse(response)
+        try:
+            decoder = body_decoder(response.status, response.reason or "", response.headers)
+        except TransportError:
+            response.close()
+            raise
+        return AiohttpResponse(response, decoder)
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` without blocking the event loop."""
@@ -243,6 +246,7 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
                 limit=self._max_connections,
                 limit_per_host=0,
             )
+            use_head_first_protocol(connector, loop)
             self._connector_tls = tls
             if self._cookie_jar is None:
                 # unsafe=True: cookies of a server reached by IP address are kept, as
@@ -306,6 +310,11 @@ def _failure(exc: BaseException, *, connecting: bool) -> TransportError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
         return TransportError(Failure.TLS, detail)
+    # aiohttp's Python parser (AIOHTTP_NO_EXTENSIONS) says this of a chunk line it
+    # refuses, and of a body cut short ("Not enough data...").
+    chunking = any(isinstance(cause, TransferEncodingError) for cause in (exc, exc.__cause__))
+    if chunking and not connecting and "Not enough data" not in detail:
+        return TransportError(Failure.INVALID_RESPONSE, INVALID_CHUNKING)
     if isinstance(exc, aiohttp.ClientPayloadError):
         if "compress" in detail.lower() or "decod" in detail.lower():
             # The innermost message of the chain (aiohttp's ContentEncodingError):
@@ -332,7 +341,8 @@ def _failure(exc: BaseException, *, connecting: bool) -> TransportError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return TransportError(Failure.CONNECT, str(exc.os_error) or detail)
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
-        return TransportError(Failure.CONNECT if connecting else Failure.OTHER, detail)
+        # Connected (ClientConnectorError is above): the request went out.
+        return TransportError(Failure.DISCONNECTED if connecting else Failure.OTHER, detail)
     if not connecting:
         detail = str(exc) or repr(exc)
     return TransportError(Failure.OTHER, detail)

@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 import requests
 import urllib3.exceptions
-import urllib3.response
 from requests.adapters import HTTPAdapter
 
 from .._core.environment import environment_ca_bundle
@@ -25,6 +24,8 @@ from .._core.options import READ_SIZE, Timeout
 from .._core.request import PreparedRequest
 from .._errors import BackendApiError, InvalidInputError
 from . import Failure, ResponseHead, TransportBase, TransportError
+from .body import INVALID_CHUNKING, ContentDecoder, body_decoder
+from .connections import call_deadline, use_own_connections
 
 __all__ = ["RequestsResponse", "RequestsTransport"]
 
@@ -37,21 +38,35 @@ SSLContextType = ssl.SSLContext
 class RequestsResponse(ResponseHead):
     """A response whose body is read as it arrives."""
 
-    __slots__ = ("_deadline", "_read_timeout", "_response")
+    __slots__ = ("_deadline", "_decoder", "_read_timeout", "_response")
 
     def __init__(
         self,
         response: requests.Response,
         read_timeout: Optional[float],
         deadline: Optional[float],
+        decoder: Optional[ContentDecoder],
     ) -> None:
         super().__init__(response.status_code, response.reason or "", response.headers)
         self._response = response
         self._read_timeout = read_timeout
         self._deadline = deadline
+        self._decoder = decoder
 
     def read(self) -> bytes:
-        """The body bytes that have arrived (waiting for some); ``b""`` at its end."""
+        """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
+        decoder = self._decoder
+        if decoder is None:
+            return self._read_raw()
+        data = decoder.take()
+        while not data:
+            raw = self._read_raw()
+            data = decoder.feed(raw)
+            if not raw:
+                break
+        return data
+
+    def _read_raw(self) -> bytes:
         raw = self._response.raw
         if self._deadline is not None:
             remaining = self._deadline - time.monotonic()
@@ -66,7 +81,7 @@ class RequestsResponse(ResponseHead):
         # iter_content() would instead wait for a full read size on a
         # close-delimited body (a 2 s server pause held events back 2 s).
         try:
-            return raw.read1(READ_SIZE, decode_content=True) or b""
+            return raw.read1(READ_SIZE, decode_content=False) or b""
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _failure(exc) from None
 
@@ -116,29 +131,38 @@ class RequestsTransport(TransportBase[requests.Session]):
             if route.headers and self._owns_session:
                 headers = {**headers, **route.headers}
         verify = self._verify(request.url, proxies)
+        deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            response = session.request(
-                request.method,
-                request.url,
-                headers=headers,
-                data=request.body,
-                stream=True,
-                allow_redirects=False,
-                timeout=(_at_most(timeout.connect, remaining), _at_most(timeout.read, remaining)),
-                verify=verify,
-                proxies=proxies,
-                # requests would replace an Authorization header of the caller's with
-                # credentials from .netrc; a no-op auth keeps the header.
-                auth=_keep_headers if request.has_authorization else None,
-            )
+            # The own session's responses keep the deadline at every socket read.
+            with call_deadline(deadline):
+                response = session.request(
+                    request.method,
+                    request.url,
+                    headers=headers,
+                    data=request.body,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(
+                        _at_most(timeout.connect, remaining),
+                        _at_most(timeout.read, remaining),
+                    ),
+                    verify=verify,
+                    proxies=proxies,
+                    # requests would replace an Authorization header of the caller's with
+                    # credentials from .netrc; a no-op auth keeps the header.
+                    auth=_keep_headers if request.has_authorization else None,
+                )
         except requests.RequestException as exc:
             raise _failure(exc) from None
-        problem = _framing_problem(response.headers)
-        if problem is not None:
-            response.close()
-            raise TransportError(Failure.INVALID_RESPONSE, problem)
-        deadline = None if remaining is None else time.monotonic() + remaining
-        return RequestsResponse(response, timeout.read, deadline)
+        hint = "" if self._owns_session else _SKIPPED_BY_THE_OWN_SESSION
+        try:
+            decoder = body_decoder(
+                response.status_code, response.reason or "", response.headers, hint
+            )
+        except TransportError:
+            response.close()  # the connection is closed, never pooled with a body unread
+            raise
+        return RequestsResponse(response, timeout.read, deadline, decoder)
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds``."""
@@ -203,13 +227,16 @@ class _Adapter(HTTPAdapter):
         if self._context is not None:
             kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        use_own_connections(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         # requests gives a proxy's pools no ssl_context: through a proxy, the
         # server's certificate would be checked against certifi's CAs instead.
         if self._context is not None:
             proxy_kwargs.setdefault("ssl_context", self._context)
-        return super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        use_own_connections(manager)
+        return manager
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         if getattr(conn, "scheme", None) == "https" and not url.lower().startswith("https:"):
@@ -236,6 +263,11 @@ _CERT_REQS = {
 }
 
 
+_SKIPPED_BY_THE_OWN_SESSION = (
+    "; the client's own session skips these, a requests.Session of yours cannot"
+)
+
+
 def _keep_headers(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """An ``auth`` for requests that changes nothing: no ``.netrc`` lookup."""
     return request
@@ -251,6 +283,9 @@ def _failure(exc: BaseException) -> TransportError:
         return TransportError(Failure.READ_TIMEOUT, detail)
     if isinstance(exc, requests.exceptions.SSLError) or isinstance(inner, ssl.SSLError):
         return TransportError(Failure.TLS, detail)
+    if isinstance(inner, http.client.IncompleteRead) and isinstance(inner.__context__, ValueError):
+        # http.client's word for a chunk-size line that is no hex number.
+        return TransportError(Failure.INVALID_RESPONSE, INVALID_CHUNKING)
     if isinstance(
         exc, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError)
     ):
@@ -266,6 +301,13 @@ def _failure(exc: BaseException) -> TransportError:
         _close_abandoned_responses(exc)
         return TransportError(Failure.INVALID_RESPONSE, detail)
     if isinstance(exc, requests.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, urllib3.exceptions.MaxRetryError):
+            cause = cause.reason  # a session of the caller's that retries
+        if isinstance(cause, urllib3.exceptions.ProtocolError):
+            # urllib3's "Connection aborted.": connected, then closed or reset before any
+            # response, the request sent (or being sent).
+            return TransportError(Failure.DISCONNECTED, detail)
         return TransportError(Failure.CONNECT, detail)
     return TransportError(Failure.OTHER, detail)
 
@@ -290,32 +332,6 @@ def _close_abandoned_responses(exc: BaseException) -> None:
                 if isinstance(value, http.client.HTTPResponse):
                     value.close()
             tb = tb.tb_next
-
-
-# Content codings that aiohttp decodes with an optional library, and refuses as an
-# invalid response without it; urllib3 would pass such a body on undecoded, for the
-# decoder to read compressed bytes as text.
-_OPTIONAL_CODINGS = {"br": "brotli", "zstd": "zstandard"}
-
-
-def _framing_problem(headers: Mapping[str, str]) -> Optional[str]:
-    """Why a response's head cannot be read as aiohttp reads it, or None.
-
-    aiohttp refuses these heads; http.client and urllib3 would go on, so this
-    transport refuses them too and both clients answer alike.
-    """
-    if "content-length" in headers and "chunked" in headers.get("transfer-encoding", "").lower():
-        # RFC 9112 6.3: such a message "ought to be handled as an error".
-        return "the response has both Content-Length and Transfer-Encoding: chunked"
-    decoders = urllib3.response.HTTPResponse.CONTENT_DECODERS
-    for coding in headers.get("content-encoding", "").lower().split(","):
-        coding = coding.strip()
-        if coding in _OPTIONAL_CODINGS and coding not in decoders:
-            return (
-                f"cannot decode Content-Encoding {coding!r} "
-                f"(install {_OPTIONAL_CODINGS[coding]} for it)"
-            )
-    return None
 
 
 def _at_most(timeout: Optional[float], remaining: Optional[float]) -> Optional[float]:

@@ -1,0 +1,146 @@
+"""How the async transport reads a body: as it arrives, decoded, broken framing reported.
+
+:class:`BodyReader` reads with ``readany()`` and undoes the content codings
+(``body.py``). When aiohttp's C parser (llhttp) refuses a body's chunk framing (a chunk-size
+line that is no hex number, spaces after a chunk extension's ``;``):
+
+* in a later packet than the head, it closes the connection without telling
+  the response's reader, which then waits forever for more: :class:`BodyWatch`
+  notices the connection's end and has the reader end with the error, after
+  the bytes that came before it;
+* in the packet of the head, it refuses the response whole, and the events
+  before the bad line are lost: :class:`HeadFirstProtocol` (the own session's
+  protocol) hands the parser a response's head apart from what follows it, so
+  the response is made first and the error comes after its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Optional
+
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+
+from . import Failure, TransportError
+from .body import INVALID_CHUNKING, ContentDecoder
+
+__all__ = ["BodyReader", "BodyWatch", "HeadFirstProtocol", "use_head_first_protocol"]
+
+
+class BodyReader:
+    """A response's body, read as it arrives and decoded; raises aiohttp's exceptions
+    (the transport maps them) and :class:`TransportError`."""
+
+    __slots__ = ("_content", "_decoder", "_watch", "eof")
+
+    def __init__(self, response: aiohttp.ClientResponse, decoder: Optional[ContentDecoder]) -> None:
+        self._content = response.content
+        self._decoder = decoder
+        self._watch = BodyWatch(response)
+        self.eof = False
+        """True once the body was read to its end."""
+
+    async def read(self) -> bytes:
+        """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
+        decoder = self._decoder
+        if decoder is None:
+            return await self._read_raw()
+        data = decoder.take()
+        while not data:
+            raw = await self._read_raw()
+            data = decoder.feed(raw)
+            if not raw:
+                break
+        return data
+
+    async def _read_raw(self) -> bytes:
+        # readany() returns as soon as any bytes are buffered, over chunked and
+        # close-delimited bodies alike, and never splits on lines, so no line
+        # length limit applies (iterating response.content by line raises once
+        # a single line outgrows the reader's buffer).
+        data = await self._content.readany()
+        if not data:
+            if self._watch.broken:
+                raise TransportError(Failure.INVALID_RESPONSE, INVALID_CHUNKING)
+            self.eof = True
+        return data
+
+    def close(self) -> None:
+        """Stop watching the connection."""
+        self._watch.close()
+
+
+class BodyWatch:
+    """Watches a response's connection: its end before the body's means a broken body."""
+
+    __slots__ = ("_closed", "_content", "broken")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.broken = False
+        """True once the connection ended while the body was neither complete nor failed."""
+        self._content = response.content
+        connection = response.connection
+        protocol = None if connection is None else connection.protocol
+        self._closed = None if protocol is None else protocol.closed
+        if self._closed is not None:
+            self._closed.add_done_callback(self._connection_lost)
+
+    def _connection_lost(self, _: Any) -> None:
+        content = self._content
+        # aiohttp fails the body itself when the connection ends early (a cut, a
+        # length not reached); a parser error leaves it waiting.
+        if not content.is_eof() and content.exception() is None:
+            self.broken = True
+            content.feed_eof()  # wakes the reader; the transport reports it as an error
+
+    def close(self) -> None:
+        """Stop watching (the connection, kept alive, outlives the response)."""
+        closed, self._closed = self._closed, None
+        if closed is not None:
+            closed.remove_done_callback(self._connection_lost)
+
+
+class HeadFirstProtocol(ResponseHandler):
+    """aiohttp's protocol, feeding its parser each response head apart from what follows."""
+
+    _awaiting_head = False
+    _head_start = b""  # the first bytes of the head being received: its status line
+    _tail = b""  # the last bytes received, in which a head's end may begin
+
+    def set_response_params(self, *args: Any, **kwargs: Any) -> None:
+        # Set first: the parent feeds the parser whatever arrived before it was made.
+        self._awaiting_head = True
+        self._head_start = self._tail = b""
+        super().set_response_params(*args, **kwargs)
+
+    def data_received(self, data: bytes) -> None:
+        while self._awaiting_head and data:
+            seen = self._tail
+            end = (seen + data).find(b"\r\n\r\n")
+            if end < 0:
+                self._head_start = (self._head_start + data)[:12]
+                self._tail = (seen + data)[-3:]
+                break
+            cut = end + 4 - len(seen)
+            head, data = data[:cut], data[cut:]
+            status = (self._head_start + head)[9:12]
+            # 1xx heads (but 101) are followed by another head: split that one off too.
+            self._awaiting_head = status[:1] == b"1" and status != b"101"
+            self._head_start = self._tail = b""
+            super().data_received(head)
+        if data:
+            super().data_received(data)
+
+
+def use_head_first_protocol(
+    connector: aiohttp.BaseConnector, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Have ``connector`` (the own session's) make :class:`HeadFirstProtocol`\\ s.
+
+    aiohttp offers no public way to choose the protocol; its connectors make
+    theirs with the factory in ``_factory`` (aiohttp 3.x).
+    """
+    factory: Any = functools.partial(HeadFirstProtocol, loop=loop)
+    connector._factory = factory
