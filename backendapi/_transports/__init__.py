@@ -16,8 +16,9 @@ environment asks for (``backendapi._core.environment``).
 from __future__ import annotations
 
 import enum
+import os
 import ssl
-from typing import ClassVar, Generic, Mapping, Optional, TypeVar, Union
+from typing import ClassVar, Generic, List, Mapping, Optional, TypeVar, Union
 
 from .._core.environment import Environment
 from .._errors import InvalidInputError
@@ -25,6 +26,10 @@ from .._errors import InvalidInputError
 __all__ = ["Failure", "ResponseHead", "TransportBase", "TransportError"]
 
 SessionT = TypeVar("SessionT")
+
+_inherited: List[object] = []
+"""What transports abandoned in a forked child: the parent's sessions and their pooled
+connections, referenced for the child's life so that no collector closes them either."""
 
 
 class Failure(enum.Enum):
@@ -121,3 +126,26 @@ class TransportBase(Generic[SessionT]):
         self._closed = False
         self._environment = Environment()
         """Read for the own session's requests (the transport says how long a reading lasts)."""
+        self._pid = os.getpid()
+
+    def _forked(self) -> bool:
+        """True, once, in a process forked since the transport's last look (or its birth).
+
+        The own sessions are then the parent's: their pooled sockets are the very
+        connections the parent goes on using. The child must neither send on them
+        (answers would cross) nor close them (closing sends a TLS close_notify on
+        the parent's connection, and takes an asyncio socket out of the event-loop
+        selector both processes share), so it abandons them (:meth:`_abandon`) and
+        makes its own. The pid is checked as redis-py and psycopg check it: cheap
+        enough per request, and it sees forks made without ``os.fork`` too.
+        """
+        pid = os.getpid()
+        if pid == self._pid:
+            return False
+        self._pid = pid
+        return True
+
+    @staticmethod
+    def _abandon(inherited: object) -> None:
+        """Keep what a forked child inherited, unused and unclosed (see :meth:`_forked`)."""
+        _inherited.append(inherited)

@@ -1,8 +1,9 @@
 """The asyncio transport, on ``aiohttp``: what the async client needs of that library.
 
 It keeps a session per event loop (a script may call ``asyncio.run`` again,
-a notebook runs its own loop), its TLS contexts, cookies and header limits,
-reads the body with ``readany()`` (``aiohttp_body.py``), and maps aiohttp's exceptions to
+a notebook runs its own loop, threads may run one each: see ``_loops``), its
+TLS contexts, cookies and header limits, reads the body with ``readany()``
+(``aiohttp_body.py``) within the SDK's own deadline, and maps aiohttp's exceptions to
 :class:`~backendapi._transports.Failure` kinds in :func:`_failure`.
 """
 
@@ -13,7 +14,7 @@ import inspect
 import os
 import ssl
 import warnings
-from typing import Any, AsyncGenerator, Callable, Dict, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,7 +27,8 @@ from .._core.environment import environment_ca_bundle
 from .._core.options import Timeout
 from .._core.request import PreparedRequest
 from .._errors import BackendApiError
-from . import Failure, ResponseHead, TransportBase, TransportError
+from . import Failure, TransportBase, TransportError
+from ._loops import LoopResponse, LoopSession, LoopSessions, ReadDeadline
 from .aiohttp_body import BodyReader, use_head_first_protocol
 from .body import INVALID_CHUNKING, ContentDecoder, body_decoder
 
@@ -48,26 +50,47 @@ if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:  # aioh
 _PROXY_SCHEMES = ("http", "https") if hasattr(asyncio, "timeout") else ("http",)
 
 
-class AiohttpResponse(ResponseHead):
+class AiohttpResponse(LoopResponse):
     """A response whose body is read as it arrives."""
 
     __slots__ = ("_body", "_response")
 
-    def __init__(self, response: aiohttp.ClientResponse, decoder: Optional[ContentDecoder]) -> None:
-        super().__init__(response.status, response.reason or "", response.headers)
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        decoder: Optional[ContentDecoder],
+        deadline: ReadDeadline,
+        own: Optional[_OwnSession],
+    ) -> None:
+        """``decoder``: the body's content coding (see ``body.py``); ``deadline`` and
+        ``own`` (the own session, or None): see :class:`LoopResponse`."""
+        super().__init__((response.status, response.reason or "", response.headers), deadline, own)
         self._response = response
         self._body = BodyReader(response, decoder)
 
     async def read(self) -> bytes:
-        """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
+        """The body bytes that have arrived (waiting for some, within the SDK's deadline
+        whatever aiohttp's reader does); ``b""`` at its end."""
+        deadline = self._deadline
+        deadline.start()
         try:
             return await self._body.read()
+        except asyncio.CancelledError:
+            deadline.check()
+            raise
         except (aiohttp.ClientError, HttpProcessingError, asyncio.TimeoutError, OSError) as exc:
             raise _failure(exc, connecting=False) from None
+        finally:
+            deadline.stop()
+
+    def interrupt(self) -> None:
+        """Make the read in progress (or the next) fail: the client is being closed."""
+        self._response.content.set_exception(aiohttp.ClientConnectionError("the client was closed"))
 
     def close(self) -> None:
         """Keep the connection for reuse after a full read; close it otherwise."""
         self._body.close()
+        self._done()
         if self._body.eof:
             self._response.release()
         else:
@@ -81,18 +104,10 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
 
     def __init__(self, session: Optional[aiohttp.ClientSession], **settings: Any) -> None:
         super().__init__(session, **settings)
-        self._session_loop: Optional[asyncio.AbstractEventLoop] = None
-        self._closer: Optional[AsyncGenerator[None, None]] = None
-        # The own sessions' cookies, kept for the client's life as requests.Session
-        # keeps them: across event loops too (a session is made per loop).
-        self._cookie_jar: Optional[aiohttp.CookieJar] = None
-        # False while the own connector was built without the TLS setting (see _get_session).
-        self._connector_tls = True
+        self._own: LoopSessions[_OwnSession] = LoopSessions()
         self._tls_context: Union[bool, SSLContextType, None] = None
-        # ssl=True: the default contexts by the environment's CA bundle (None:
-        # certifi's), and the bundle the own connector's context trusts.
+        # ssl=True: the default contexts by the environment's CA bundle (None: certifi's).
         self._contexts: Dict[Optional[str], SSLContextType] = {}
-        self._connector_bundle: Optional[str] = None
         self._timeout_seen: Optional[Timeout] = None
         self._timeout_open: Optional[aiohttp.ClientTimeout] = None
 
@@ -103,12 +118,15 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
 
         ``remaining``: seconds left of the call's total timeout, or None.
         """
-        session = self._session
-        if session is None or self._session_loop is not asyncio.get_running_loop():
-            session = await self._get_session(request.url)
-        elif self._closed:
+        if self._closed:
             raise BackendApiError("the client is closed")
-        options = self._request_options(request)
+        deadline = ReadDeadline(timeout.read, remaining)  # the total's, from before sending
+        own = self._own.get(asyncio.get_running_loop())
+        if self._owns_session and (own is None or self._pid != os.getpid()):
+            own = await self._own_session(request.url)
+        session = self._session if own is None else own.session
+        assert session is not None
+        options = self._request_options(request, own)
         if _unverified(self._ssl) and request.url[:6].lower() == "https:":
             # urllib3 warns so on every unverified request of the blocking client.
             warnings.warn(
@@ -135,7 +153,7 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
         except TransportError:
             response.close()
             raise
-        return AiohttpResponse(response, decoder)
+        return AiohttpResponse(response, decoder, deadline, own)
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` without blocking the event loop."""
@@ -146,23 +164,17 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
         return await asyncio.get_running_loop().run_in_executor(None, function)
 
     async def aclose(self) -> None:
-        """Close the own session (a caller's session is left open)."""
+        """Close the own sessions (a caller's session is left open): this loop's here,
+        another loop's on that loop (its calls in progress fail), at once."""
         self._closed = True
-        if self._session_loop is not asyncio.get_running_loop():
-            self._drop_session()  # made on a loop that is gone: nothing there to await
-            return
-        session, self._session = self._session, None
-        closer, self._closer = self._closer, None
-        if closer is not None:
-            await closer.aclose()  # closes the session
-        elif session is not None and self._owns_session:
-            await session.close()
+        await self._own.aclose(self._forked())
 
-    def __del__(self) -> None:
+    def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
         # An own session left open would leak its sockets and make aiohttp warn.
         # getattr: a constructor that raised leaves a half-built object behind.
-        if getattr(self, "_session", None) is not None and self._owns_session:
-            self._drop_session()
+        own = getattr(self, "_own", None)
+        if own is not None:
+            own.finalise(_getpid() != self._pid)
 
     def _client_timeout(
         self, timeout: Timeout, remaining: Optional[float]
@@ -179,7 +191,9 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
             total=max(remaining, 0.001), sock_connect=timeout.connect, sock_read=timeout.read
         )
 
-    def _request_options(self, request: PreparedRequest) -> Dict[str, Any]:
+    def _request_options(
+        self, request: PreparedRequest, own: Optional[_OwnSession] = None
+    ) -> Dict[str, Any]:
         """``session.request()``'s keyword arguments beyond the request itself."""
         if not self._owns_session:
             # A caller's session obeys its own trust_env; its connector has no TLS setting.
@@ -200,88 +214,66 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
         options = {"headers": headers}
         if route.proxy is not None:
             options["proxy"] = route.proxy
-        tls = self._request_tls(request.url, route.proxy)
+        tls = self._request_tls(request.url, route.proxy, own)
         if tls is not None:
             options["ssl"] = tls
         return options
 
-    def _request_tls(self, url: str, proxy: Optional[str]) -> Union[bool, ssl.SSLContext, None]:
-        """The own session's TLS setting for ``url`` (through ``proxy``), where its
-        connector's is not it; None where that one serves, or no TLS is needed."""
+    def _request_tls(
+        self, url: str, proxy: Optional[str], own: Optional[_OwnSession]
+    ) -> Union[bool, ssl.SSLContext, None]:
+        """The TLS setting for ``url`` (through ``proxy``) over the own session ``own``,
+        where its connector's is not it; None where that one serves, or no TLS is needed."""
         if url[:6].lower() != "https:" and (proxy or "")[:6].lower() != "https:":
             return None  # no TLS at all: to the server nor to a proxy
+        tls, bundle_then = (True, None) if own is None else (own.tls, own.bundle)
         if self._ssl is True:
             # The environment's CA bundle may have changed since the connector was made.
             bundle = environment_ca_bundle()
-            if self._connector_tls and bundle == self._connector_bundle:
+            if tls and bundle == bundle_then:
                 return None
             return self._default_context(bundle)
-        if self._connector_tls:
+        if tls:
             return None
         # TLS after all (a proxy from the environment): the setting per request.
         if self._tls_context is None:
             self._tls_context = self._ssl_context()
         return self._tls_context
 
-    async def _get_session(self, url: str) -> aiohttp.ClientSession:
-        if self._closed:
-            raise BackendApiError("the client is closed")
+    async def _own_session(self, url: str) -> _OwnSession:
+        """This loop's own session, made if it has none (or only its parent process's)."""
         loop = asyncio.get_running_loop()
-        if self._session is not None and self._owns_session and self._session_loop is not loop:
-            # A new event loop (asyncio.run called again, as scripts and notebooks do):
-            # the old session belonged to a loop that is gone.
-            self._drop_session()
-        if self._session is None:
-            # Loading a CA bundle (certifi's, or a ``ssl`` path) takes ~12 ms: not for
-            # a plain-http server without a proxy, whose connections never use TLS.
-            tls = (
-                self._proxy is not None
-                or not url.lower().startswith("http://")
-                or self._ssl is False
-                or isinstance(self._ssl, SSLContextType)
-            )
-            self._connector_bundle = environment_ca_bundle() if tls and self._ssl is True else None
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl_context(self._connector_bundle) if tls else True,
-                limit=self._max_connections,
-                limit_per_host=0,
-            )
-            use_head_first_protocol(connector, loop)
-            self._connector_tls = tls
-            if self._cookie_jar is None:
-                # unsafe=True: cookies of a server reached by IP address are kept, as
-                # requests (and browsers) keep them; aiohttp's default drops them.
-                self._cookie_jar = aiohttp.CookieJar(unsafe=True)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                trust_env=False,
-                cookie_jar=self._cookie_jar,
-                **_HEADER_LIMITS,
-            )
-            # The loop closes every live async generator before it stops (asyncio.run
-            # calls shutdown_asyncgens), and finalises a collected one on the loop:
-            # either way this one closes the session while its loop can still await.
-            self._closer = _close_at_loop_end(session)
-            await self._closer.__anext__()
-            self._session = session
-            self._session_loop = loop
-        return self._session
-
-    def _drop_session(self) -> None:
-        """Forget the own session; release its connections without awaiting.
-
-        Sessions made here are normally closed on their loop by their closer
-        (see :meth:`_get_session`); this is for what is left when that loop is
-        gone or not running.
-        """
-        session, self._session = self._session, None
-        self._closer = None
-        if session is None or not self._owns_session or session.closed:
-            return
-        connector = session.connector
-        session.detach()
-        if connector is not None:
-            connector._close()  # closes every transport while the loop still runs
+        own = self._own.prepare(loop, self._forked())
+        if own is not None:
+            return own
+        # Loading a CA bundle (certifi's, or a ``ssl`` path) takes ~12 ms: not for
+        # a plain-http server without a proxy, whose connections never use TLS.
+        tls = (
+            self._proxy is not None
+            or not url.lower().startswith("http://")
+            or self._ssl is False
+            or isinstance(self._ssl, SSLContextType)
+        )
+        bundle = environment_ca_bundle() if tls and self._ssl is True else None
+        connector = aiohttp.TCPConnector(
+            ssl=self._ssl_context(bundle) if tls else True,
+            limit=self._max_connections,
+            limit_per_host=0,
+        )
+        use_head_first_protocol(connector, loop)
+        # The cookies, kept for the client's life as requests.Session keeps them, across
+        # loops too; unsafe=True: cookies of a server reached by IP address are kept, as
+        # requests (and browsers) keep them; aiohttp's default drops them.
+        jar = self._own.shared(lambda: aiohttp.CookieJar(unsafe=True))
+        session = aiohttp.ClientSession(
+            connector=connector, trust_env=False, cookie_jar=jar, **_HEADER_LIMITS
+        )
+        own = _OwnSession(session, tls, bundle)
+        await own.start(session.close, self._pid)
+        if not self._own.add(own):  # closed by another thread meanwhile
+            await own.aclose()
+            raise BackendApiError("the client is closed")
+        return own
 
     def _ssl_context(self, bundle: Optional[str] = None) -> Union[bool, ssl.SSLContext]:
         """The context for ``ssl=``; for True, one trusting ``bundle`` (else certifi's)."""
@@ -348,13 +340,32 @@ def _failure(exc: BaseException, *, connecting: bool) -> TransportError:
     return TransportError(Failure.OTHER, detail)
 
 
-async def _close_at_loop_end(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
-    """Suspended once started; closes ``session`` when the generator is closed."""
-    try:
-        yield
-    finally:
-        if not session.closed:
-            await session.close()
+class _OwnSession(LoopSession[aiohttp.ClientSession]):
+    """A session the transport made, for the loop it belongs to."""
+
+    __slots__ = ("bundle", "tls")
+
+    def __init__(self, session: aiohttp.ClientSession, tls: bool, bundle: Optional[str]) -> None:
+        super().__init__(session)
+        self.tls = tls  # False: the connector has no TLS setting (see _request_tls)
+        self.bundle = bundle  # the CA bundle the connector's default context trusts
+
+    def close_now(self) -> None:
+        """Release the connections without awaiting."""
+        session = self.session
+        if session.closed:
+            return
+        connector = session.connector
+        session.detach()
+        if connector is not None:
+            connector._close()  # closes every transport while the loop still runs
+
+    def abandon(self) -> None:
+        """Leave the session and its connections to the parent process."""
+        connector = self.session.connector
+        self.session.detach()  # its closer and finaliser then close nothing
+        if connector is not None:
+            connector._closed = True  # its finaliser would close the parent's connections
 
 
 def _wire_url(url: str) -> Union[str, URL]:

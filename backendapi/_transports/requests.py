@@ -174,11 +174,17 @@ class RequestsTransport(TransportBase[requests.Session]):
 
     def close(self) -> None:
         """Close the own session and its connections (a caller's session is left open)."""
+        forked = self._forked()
+        if forked:
+            self._lock = threading.Lock()  # a thread of the parent's may have held it
         with self._lock:
             self._closed = True
             session, self._session = self._session, None
         if session is not None and self._owns_session:
-            session.close()
+            if forked:
+                self._abandon(session)  # the parent's connections: left to the parent
+            else:
+                session.close()
 
     def _verify(self, url: str, proxies: Optional[Dict[str, str]]) -> Union[bool, str, None]:
         """requests' ``verify``: None leaves the session's own setting in force."""
@@ -197,9 +203,16 @@ class RequestsTransport(TransportBase[requests.Session]):
         return bundle or True
 
     def _get_session(self) -> requests.Session:
+        forked = self._forked()
+        if forked:
+            self._lock = threading.Lock()  # a thread of the parent's may have held it
         with self._lock:
             if self._closed:
                 raise BackendApiError("the client is closed")
+            if forked and self._session is not None and self._owns_session:
+                # A forked child: its pool holds the parent's connections.
+                self._abandon(self._session)
+                self._session = None
             if self._session is None:
                 session = requests.Session()
                 # Proxies, .netrc and the CA bundle come from the core's reading
