@@ -425,7 +425,7 @@ def bench_instructions(
     ]
     jobs = [(side, group) for group in groups for side in trees]
 
-    def run(number: int, side: str, group: Sequence[Tuple[str, str, str]]) -> Dict[str, float]:
+    def run(number: int, side: str, group: Sequence[Tuple[str, str, str]]) -> Dict[Any, List[int]]:
         tree = trees[side]
         plain = group[0][0].endswith("-plain")
         phases = [
@@ -461,13 +461,13 @@ def bench_instructions(
         found = {}
         index = 0
         for _, _, label in group:
-            for name, _, _, (n1, n2), _ in patterns:
+            for name, *_ in patterns:
                 # The phase's warm-up stream, then N1, then N2.
-                found[label, name] = (parts[index + 2] - parts[index + 1]) / (n2 - n1)
+                found[label, name] = parts[index + 1 : index + 3]
                 index += 3
         return found
 
-    figures: Dict[Tuple[str, str, str], float] = {}
+    figures: Dict[Tuple[str, str, str], List[int]] = {}
     with ThreadPoolExecutor(max_workers=IR_JOBS) as pool:
         futures = [pool.submit(run, n, side, group) for n, (side, group) in enumerate(jobs)]
         for (side, _), future in zip(jobs, futures):
@@ -476,8 +476,10 @@ def bench_instructions(
     rows = []
     for client, framing, label in ROWS:
         plain = client.endswith("-plain")
-        for name, transfer, _, counts, pattern in patterns:
-            a, b = figures[label, name, "A"], figures[label, name, "B"]
+        for name, transfer, _, (n1, n2), pattern in patterns:
+            a_streams, b_streams = figures[label, name, "A"], figures[label, name, "B"]
+            a = (a_streams[1] - a_streams[0]) / (n2 - n1)
+            b = (b_streams[1] - b_streams[0]) / (n2 - n1)
             rows.append(
                 {
                     "label": label,
@@ -488,10 +490,13 @@ def bench_instructions(
                     "pattern": name,
                     "pattern_label": pattern,
                     "transfer": transfer,
-                    "counts": list(counts),
+                    "counts": [n1, n2],
                     "a": a,
                     "b": b,
                     "ratio": a / b,
+                    # Instructions of the whole N1 and N2 streams.
+                    "a_streams": a_streams,
+                    "b_streams": b_streams,
                 }
             )
     return {
@@ -574,6 +579,7 @@ def bench_ab(
                 for side in order:
                     cpu = measure(trees[side], client, framing, streams)
                     per_round[label][side].append(statistics.median(cpu))
+        rounds_seconds = time.perf_counter() - started
         instructions: Optional[Dict[str, Any]] = None
         if count_instructions and no_valgrind is None:
             instructions = bench_instructions(base_url, trees, pycache, tmp)
@@ -615,6 +621,7 @@ def bench_ab(
         "rows": rows,
         "verdict_on": VERDICT_ON,
         "instructions": instructions,
+        "rounds_seconds": rounds_seconds,
         "seconds": time.perf_counter() - started,
     }
 
@@ -627,7 +634,7 @@ def print_ab(ab: Optional[Dict[str, Any]]) -> None:
     log(
         f"== A/B: CPU per event, this tree (A) vs {base['short']} (B); "
         f"{ab['events']:,} events per stream, {ab['rounds']} round(s), each a fresh process "
-        f"per tree and row, A and B alternating; {ab['seconds']:.0f} s =="
+        f"per tree and row, A and B alternating; {ab['rounds_seconds']:.0f} s =="
     )
     extensions = ", ".join(ab["a_extensions"]) or "none"
     log(f"A: {ab['a_tree']} at {ab['a']}; extension modules in backendapi/: {extensions}")
