@@ -22,7 +22,9 @@ Sections (``--only`` picks some):
 * ``profile``: cProfile of ``BackendApiClient`` on the SSE chunked stream;
 * ``ab``: CPU per event of both SDK clients (SSE and NDJSON, with msgspec and
   without), this tree against an earlier commit (``--ab-base``), in
-  alternating fresh processes: see ``benchmarks.ab``.
+  alternating fresh processes; with ``--ab-instructions`` (opt-in, slow) also
+  instructions per event under callgrind, many events per read and one event
+  per read: see ``benchmarks.ab``.
 """
 
 from __future__ import annotations
@@ -141,7 +143,9 @@ def run_worker(spec: Dict[str, Any], timeout: float = 600.0) -> Dict[str, Any]:
 class Server:
     """The benchmark server in its own process."""
 
-    def __init__(self, events: int, small_events: int, mem_bytes: int) -> None:
+    def __init__(
+        self, events: int, small_events: int, mem_bytes: int, counts: Sequence[int] = ()
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -153,6 +157,8 @@ class Server:
                 str(small_events),
                 "--mem-bytes",
                 str(mem_bytes),
+                "--counts",
+                ",".join(str(n) for n in counts),
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -524,7 +530,11 @@ def bench_ab(
     server: Server, args: argparse.Namespace, report: Report, base: Optional[Dict[str, str]]
 ) -> None:
     assert base is not None
-    log(f"  ab: this tree vs {base['short']}, {args.ab_rounds} round(s) ...")
+    log(
+        f"  ab: this tree vs {base['short']}, {args.ab_rounds} round(s)"
+        + (", then instruction counts" if args.ab_instructions else "")
+        + " ..."
+    )
     report.ab = ab.bench_ab(server.base_url, args, base, report.machine["code"])
 
 
@@ -824,6 +834,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "before the restructure)",
     )
     parser.add_argument("--ab-rounds", type=int, default=None, help="ab section rounds (6)")
+    parser.add_argument(
+        "--ab-instructions",
+        action="store_true",
+        help="ab section: also count instructions per event under callgrind (valgrind), "
+        "A and B, many events per read and one event per read: steady where CPU time is "
+        "not, but slow (3.5-10 more minutes on 2 shared cores), so not part of a default run",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -867,7 +884,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print_machine(report)
     log("Running (the server and every client each in their own process) ...")
     small = max(1, args.events // args.streams)
-    server = Server(args.events, small, args.mem_mib * MiB)
+    counts = ab.instruction_counts() if "ab" in args.only and args.ab_instructions else []
+    server = Server(args.events, small, args.mem_mib * MiB, counts)
     steps: Dict[str, Callable[[], None]] = {
         "throughput": lambda: bench_throughput(server, args, report),
         "decode": lambda: bench_decode(args, report),

@@ -644,6 +644,20 @@ def measure_decode(spec: Dict[str, Any]) -> Dict[str, Any]:
     return {"times": times, "pieces": -(-len(framed["ndjson"]) // piece), "limit": limit}
 
 
+def _check_tree(spec: Dict[str, Any]) -> str:
+    """``backendapi.__file__``; exits if it is not inside the tree ``spec["tree"]``."""
+    import backendapi
+
+    where = os.path.realpath(backendapi.__file__)
+    tree = os.path.realpath(spec["tree"])
+    if os.path.commonpath([where, tree]) != tree:
+        sys.exit(
+            f"A/B worker: backendapi was imported from {where}, not from the tree under "
+            f"test, {tree} (PYTHONPATH={os.environ.get('PYTHONPATH', '')!r})"
+        )
+    return where
+
+
 def measure_ab(spec: Dict[str, Any]) -> Dict[str, Any]:
     """CPU per event of one SDK client, imported from the tree ``spec["tree"]``.
 
@@ -658,15 +672,7 @@ def measure_ab(spec: Dict[str, Any]) -> Dict[str, Any]:
     if not client.speedups:
         os.environ["BACKENDAPI_SPEEDUPS"] = "0"  # read once, when backendapi is imported
     client.setup(spec["base_url"], spec["framing"], "c")
-    import backendapi
-
-    where = os.path.realpath(backendapi.__file__)
-    tree = os.path.realpath(spec["tree"])
-    if os.path.commonpath([where, tree]) != tree:
-        sys.exit(
-            f"A/B worker: backendapi was imported from {where}, not from the tree under "
-            f"test, {tree} (PYTHONPATH={os.environ.get('PYTHONPATH', '')!r})"
-        )
+    where = _check_tree(spec)
     client.stream()
     client.kind = spec["kind"]
     streams: List[Dict[str, Any]] = []
@@ -678,6 +684,55 @@ def measure_ab(spec: Dict[str, Any]) -> Dict[str, Any]:
         streams.append({"events": events, "chars": chars, "cpu": cpu, "wall": wall})
     client.close()
     return {"file": where, "speedups": speedups_used(), "streams": streams}
+
+
+def part_boundary() -> None:
+    """Ends one part of a callgrind profile: the A/B instruction counts run the
+    worker under ``valgrind --tool=callgrind --dump-before=getppid``, which writes
+    the counts so far to a file and starts from zero whenever libc's ``getppid``
+    is entered (nothing else in a worker calls it)."""
+    os.getppid()
+
+
+def measure_ab_instructions(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Streams of SDK clients, a callgrind part each (``benchmarks.ab``).
+
+    Run under callgrind, as a script, with the tree ``spec["tree"]`` first on
+    ``PYTHONPATH`` (checked, as in ``measure_ab``). ``spec["phases"]`` is a list
+    of ``{"client", "framing", "base_url", "kinds"}``, clients that all run with
+    msgspec or all without (``BACKENDAPI_SPEEDUPS`` is read at import). A client
+    per phase, all set up (imports, the client, its event loop) before the first
+    part boundary; then each phase's streams, one per kind, in order, each
+    between two part boundaries (:func:`part_boundary`), after a
+    ``gc.collect()`` and with the stream and its answer freed before its part
+    ends. So callgrind writes one part for start-up, one per stream (everything
+    the process executed for it, in all threads: the request, every read, every
+    event, the consumer's loop) and one for the close and exit.
+    """
+    phases = spec["phases"]
+    clients: List[Client] = [CLIENTS[phase["client"]]() for phase in phases]
+    if len({client.speedups for client in clients}) != 1:
+        sys.exit("A/B worker: clients with and without speedups in one process")
+    if not clients[0].speedups:
+        os.environ["BACKENDAPI_SPEEDUPS"] = "0"  # read once, when backendapi is imported
+    for client, phase in zip(clients, phases):
+        client.setup(phase["base_url"], phase["framing"], phase["kinds"][0])
+    where = _check_tree(spec)
+    streams: List[Dict[str, Any]] = []
+    for client, phase in zip(clients, phases):
+        for kind in phase["kinds"]:
+            client.kind = kind
+            gc.collect()
+            part_boundary()
+            events, chars = client.stream()
+            client.last = None  # type: ignore[attr-defined]  # freed within this part
+            streams.append({"kind": kind, "events": events, "chars": chars})
+    speedups = speedups_used()
+    gc.collect()
+    part_boundary()
+    for client in clients:
+        client.close()
+    return {"file": where, "speedups": speedups, "streams": streams}
 
 
 def measure_profile(spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -705,6 +760,7 @@ MODES: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
     "decode": measure_decode,
     "profile": measure_profile,
     "ab": measure_ab,
+    "ab-instructions": measure_ab_instructions,
 }
 
 
