@@ -74,6 +74,10 @@ class EventDecoder:
     JSON that is not a whole event object...) goes through the per-line path,
     from the first line concerned on, so results and errors are the same.
 
+    An SSE event spread over many ``data:`` lines (pretty-printed JSON) is
+    linear too: the data lines already read are kept as they are, and only
+    joined once, at the blank line that ends the event.
+
     Errors: :class:`DecodeError` for a line that is neither JSON nor an SSE
     field, or JSON that is not an event object; :class:`EventTooLargeError`
     once one event passes ``max_event_size`` bytes;
@@ -178,6 +182,26 @@ class EventDecoder:
             cr = buf.find(b"\r", scan)
             if cr < 0:
                 last = buf.rfind(b"\n", lf)
+                if self._data:
+                    # An SSE event's data lines are held from earlier feeds: its next
+                    # lines are read one by one, up to its end, and added to them.
+                    # Held lines are never decoded again, so an event of many data
+                    # lines (pretty-printed JSON) in small pieces costs linear time.
+                    done = self._finish_held(buf, lf, last, events)
+                    if self._done:
+                        self._buf = bytearray()
+                        self._scanned = 0
+                        return
+                    del buf[:done]
+                    end = len(buf)
+                    last -= done
+                    scan = 0  # no "\r" anywhere in buf, as searched above
+                    lf = buf.find(b"\n", 0, last + 1) if last >= 0 else -1
+                    if lf < 0:
+                        self._scanned = len(buf)
+                        if len(buf) > self.max_event_size - self._data_size:
+                            self._check_tail(buf)
+                        return
                 # Within the size limit whatever the lines are: no check needed.
                 if self._data_size + last + 2 <= self.max_event_size and self._fast(
                     buf, lf, last, events
@@ -224,6 +248,20 @@ class EventDecoder:
         if len(buf) > self.max_event_size - self._data_size:
             self._check_tail(buf)
 
+    def _finish_held(self, buf: bytearray, lf: int, last: int, events: List[Any]) -> int:
+        """Read lines, per line, until the SSE event held is dispatched; return where they end.
+
+        ``buf[:last + 1]`` holds complete ``\\n``-ended lines (no ``\\r``), the first
+        ending at ``lf``. Stops after the line that ends the event, or at ``last + 1``.
+        """
+        start = 0
+        while True:
+            self._line(buf[start:lf], events)
+            start = lf + 1
+            if self._done or not self._data or start > last:
+                return start
+            lf = buf.find(b"\n", start, last + 1)
+
     def _check_tail(self, buf: bytearray) -> None:
         # The unterminated line may already hold more than one event may.
         partial = len(buf)
@@ -247,8 +285,8 @@ class EventDecoder:
         (:meth:`_loop`).
         """
         alone = False
+        parts: List[str] = []  # no data lines are held (see _finish_held)
         try:
-            parts = [value.decode("utf-8") for value in self._data]
             with memoryview(buf) as view:
                 if lf >= _BIG_LINE and not self._at_start and buf.startswith(b"data:"):
                     # A long data line (inline media), the end of many feeds:
