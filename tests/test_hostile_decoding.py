@@ -4,6 +4,9 @@
   SSE), fed in small pieces, costs work linear in its bytes, with every line-end style.
   Counted, not timed: bytes searched for line ends, bytes given to a JSON parser, and
   Python and C calls made, each growing in proportion to the stream.
+* JSON nested deeper than `MAX_EVENT_DEPTH` raises `DecodeError` after every event before
+  it was handed out, with and without msgspec, from a shallow stack or a deep one; up to
+  the limit, it decodes.
 """
 
 from __future__ import annotations
@@ -16,12 +19,18 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
+from clients import run_stream
+from scripted import FIRST, SECOND
 
 from backendapi import (
+    MAX_EVENT_DEPTH,
     BackendApiError,
+    DecodeError,
     EventDecoder,
+    IncompleteStreamError,
 )
 from backendapi._core import parsing
+from backendapi.testing import BackendApiTestServer, Reply
 
 BOM = b"\xef\xbb\xbf"
 PARSERS: Dict[str, Any] = {
@@ -223,3 +232,171 @@ def test_an_event_of_many_data_lines_in_small_pieces_costs_linear_work(
     assert much.searched <= 3 * len(large)
     assert much.parsed <= 2 * len(large)
     assert much.calls <= 40 * lines + 40 * feeds
+
+
+# --- 8: deeply nested JSON ----------------------------------------------------------------
+
+SHAPES = ["arrays", "objects", "mixed"]
+
+
+def nested_value(depth: int, shape: str) -> str:
+    """A JSON value nested `depth` levels deep (0: a number)."""
+    if depth <= 0:
+        return "0"
+    arrays = [shape == "arrays" or (shape == "mixed" and level % 2 == 1) for level in range(depth)]
+    openers = ["[" if array else '{"a": ' for array in arrays[:-1]]
+    closers = ["]" if array else "}" for array in reversed(arrays[:-1])]
+    return "".join(openers) + ("[]" if arrays[-1] else "{}") + "".join(closers)
+
+
+def deep_event(depth: int, shape: str = "mixed") -> bytes:
+    """An event object whose JSON nests `depth` levels deep: the event itself is level 1."""
+    return ('{"type": "deep", "value": ' + nested_value(depth - 1, shape) + "}").encode()
+
+
+def nesting(text: str) -> int:
+    """How deep `text`'s objects and arrays nest (outside strings): the reference."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def test_the_nested_values_nest_as_deep_as_asked() -> None:
+    for shape in SHAPES:
+        for depth in (1, 2, 3, 7, MAX_EVENT_DEPTH + 1):
+            event = deep_event(depth, shape).decode()
+            assert nesting(event) == depth
+            json.loads(event)
+
+
+def test_the_depth_limit_is_explicit() -> None:
+    assert MAX_EVENT_DEPTH == 100
+    assert f"{MAX_EVENT_DEPTH}" in (EventDecoder.__doc__ or "")
+    assert DecodeError.__name__ in (EventDecoder.__doc__ or "")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_nesting_up_to_the_limit_decodes(speedups: str, framing: str, shape: str) -> None:
+    event = deep_event(MAX_EVENT_DEPTH, shape)
+    data = FRAMINGS[framing](event)
+
+    for size in (len(data), 7):
+        assert feed_all(in_pieces(data, size)) == ([json.loads(event)], None)
+
+
+def first_and_second(framing: str, middle: bytes) -> bytes:
+    frame = FRAMINGS[framing]
+    return frame(json.dumps(FIRST).encode()) + frame(middle) + frame(json.dumps(SECOND).encode())
+
+
+@pytest.mark.parametrize("depth", [MAX_EVENT_DEPTH + 1, 1000, 100_000])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_nesting_past_the_limit_raises_decode_error_after_the_events_before_it(
+    speedups: str, framing: str, shape: str, depth: int
+) -> None:
+    data = first_and_second(framing, deep_event(depth, shape))
+
+    for size in (len(data), 4096, 7):
+        events, error = feed_all(in_pieces(data, size))
+
+        assert events == [FIRST]
+        assert type(error) is DecodeError
+        assert f"nests deeper than {MAX_EVENT_DEPTH} levels" in str(error)
+
+
+def stack_depth() -> int:
+    frame: Any = sys._getframe(1)
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
+
+
+def with_headroom(headroom: int, function: Callable[[], Any]) -> Any:
+    """Call `function` with only `headroom` frames left under the recursion limit."""
+
+    def descend(levels: int) -> Any:
+        return descend(levels - 1) if levels > 0 else function()
+
+    return descend(sys.getrecursionlimit() - headroom - stack_depth() - 1)
+
+
+# Frames left to the decoder: too few for a recursive parser to reach the limit's depth.
+HEADROOM = 40
+
+
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_the_limit_is_the_same_from_deep_in_the_callers_stack(speedups: str, framing: str) -> None:
+    allowed = first_and_second(framing, deep_event(MAX_EVENT_DEPTH))
+    too_deep = first_and_second(framing, deep_event(MAX_EVENT_DEPTH + 1))
+    if sys.version_info < (3, 12):  # later, C recursion has its own budget
+        # The stack really is short: a recursive parser cannot go this deep here.
+        with pytest.raises(RecursionError):
+            with_headroom(HEADROOM, lambda: json.loads(deep_event(MAX_EVENT_DEPTH)))
+
+    for size in (len(allowed), 7):
+        pieces = in_pieces(allowed, size)
+        outcome = with_headroom(HEADROOM, lambda: feed_all(pieces))  # noqa: B023
+        assert outcome == ([FIRST, json.loads(deep_event(MAX_EVENT_DEPTH)), SECOND], None)
+
+        pieces = in_pieces(too_deep, size)
+        events, error = with_headroom(HEADROOM, lambda: feed_all(pieces))  # noqa: B023
+        assert events == [FIRST]
+        assert type(error) is DecodeError
+        assert f"nests deeper than {MAX_EVENT_DEPTH} levels" in str(error)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_nesting_past_the_limit_in_a_last_line_without_its_newline(
+    speedups: str, shape: str
+) -> None:
+    """Whole or cut short, a last line too deep is refused as such, not as a cut stream; one
+    with an error before it gets too deep is a cut stream. From any stack."""
+    first = ndjson(json.dumps(FIRST).encode())
+    deep = deep_event(MAX_EVENT_DEPTH + 1, shape)
+    for headroom in (None, HEADROOM):
+        for last in (deep, deep[: -MAX_EVENT_DEPTH // 2], b"{{" + deep[1:]):
+            data = first + last
+            if headroom is None:
+                events, error = feed_all([data])
+            else:
+                events, error = with_headroom(headroom, lambda: feed_all([data]))  # noqa: B023
+
+            assert events == [FIRST]
+            if last.startswith(b"{{"):
+                assert type(error) is IncompleteStreamError
+            else:
+                assert type(error) is DecodeError
+                assert f"nests deeper than {MAX_EVENT_DEPTH} levels" in str(error)
+
+
+@pytest.mark.parametrize("framing", ["sse", "ndjson"])
+def test_nesting_past_the_limit_reaches_the_caller_as_decode_error(
+    client_kind: str, backendapi_server: BackendApiTestServer, speedups: str, framing: str
+) -> None:
+    deep = FRAMINGS[framing](deep_event(100_000))
+    backendapi_server.reply(Reply([FIRST, deep, SECOND], framing=framing))
+
+    result = run_stream(client_kind, backendapi_server.url)
+
+    assert result.events == [FIRST]
+    assert type(result.error) is DecodeError
+    assert f"nests deeper than {MAX_EVENT_DEPTH} levels" in str(result.error)

@@ -13,15 +13,15 @@ SSE field, so the two may even be mixed in one stream.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
 from .._events import RawResponse
 from . import parsing
+from .parsing import MAX_EVENT_DEPTH
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "EventDecoder", "decode"]
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "MAX_EVENT_DEPTH", "EventDecoder", "decode"]
 
 DEFAULT_MAX_EVENT_SIZE = 64 * 1024 * 1024
 """Default limit, in bytes, on one event (a line, or an SSE event's data lines)."""
@@ -79,10 +79,14 @@ class EventDecoder:
     joined once, at the blank line that ends the event.
 
     Errors: :class:`DecodeError` for a line that is neither JSON nor an SSE
-    field, or JSON that is not an event object; :class:`EventTooLargeError`
-    once one event passes ``max_event_size`` bytes;
-    :class:`IncompleteStreamError` from :meth:`close` when the stream stopped
-    in the middle of an event.
+    field, or JSON that is not an event object; :class:`DecodeError` too for
+    an event whose JSON nests objects and arrays more than
+    :data:`MAX_EVENT_DEPTH` (100) levels deep (the event's own object is level
+    1), the same limit with or without msgspec and however deep the caller's
+    own stack is; :class:`EventTooLargeError` once one event passes
+    ``max_event_size`` bytes; :class:`IncompleteStreamError` from
+    :meth:`close` when the stream stopped in the middle of an event. The
+    events before a bad one are always handed out first.
     """
 
     def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
@@ -115,6 +119,7 @@ class EventDecoder:
         # StreamCore sets this: every event is then handed out as its bare dict,
         # and the stream wraps each in a RawResponse as it hands it out.
         self._raw_dicts = False
+        self._too_deep = False  # set when an event is refused for nesting too deep
 
     @property
     def done(self) -> bool:
@@ -391,6 +396,8 @@ class EventDecoder:
         line left alone (``len(lines)`` if none) and the state after.
         """
         scan = parsing.scan_once
+        shallow = parsing.SHALLOW
+        too_deep = parsing.too_deep
         adopt = RawResponse._adopt
         raw = self._raw_dicts
         append = events.append
@@ -401,9 +408,11 @@ class EventDecoder:
                     payload = parts[0] if len(parts) == 1 else "\n".join(parts)
                     try:
                         obj, stop = scan(payload, 0)
-                    except (StopIteration, ValueError):
+                    except (StopIteration, ValueError, RecursionError):
                         break
                     if stop != len(payload) or obj.__class__ is not dict or "type" not in obj:
+                        break
+                    if stop > shallow and too_deep(payload, obj):
                         break
                     append(obj if raw else adopt(obj))
                     parts = []
@@ -411,9 +420,11 @@ class EventDecoder:
             elif line[0] == "{":
                 try:
                     obj, stop = scan(line, 0)
-                except (StopIteration, ValueError):
+                except (StopIteration, ValueError, RecursionError):
                     break
                 if stop != len(line) or obj.__class__ is not dict or "type" not in obj:
+                    break
+                if stop > shallow and too_deep(line, obj):
                     break
                 append(obj if raw else adopt(obj))
             elif line.startswith("data:"):
@@ -463,9 +474,12 @@ class EventDecoder:
         if rest:
             stripped = rest.lstrip(b" \t")
             if stripped[:1] == b"{":
+                self._too_deep = False
                 try:
                     self._line(rest, events)
                 except DecodeError:
+                    if self._too_deep:  # whole or not, too deep: not a mere cut
+                        raise
                     raise IncompleteStreamError(
                         f"stream ended in the middle of an event: {excerpt(rest)}"
                     ) from None
@@ -534,7 +548,13 @@ class EventDecoder:
     def _parse(self, payload: _Line, event_name: Optional[str]) -> Any:
         """The event's dict (with ``_raw_dicts``), else its :class:`RawResponse`."""
         try:
-            obj: Any = json.loads(payload)
+            obj: Any = parsing.loads(payload)
+        except parsing.NestingError:
+            self._too_deep = True
+            raise DecodeError(
+                f"event nests deeper than {MAX_EVENT_DEPTH} levels of JSON objects and arrays: "
+                + excerpt(payload)
+            ) from None
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
             raise DecodeError(f"event is not valid JSON ({exc}): {excerpt(payload)}") from None
         if not isinstance(obj, dict):
