@@ -7,6 +7,8 @@
 * JSON nested deeper than `MAX_EVENT_DEPTH` raises `DecodeError` after every event before
   it was handed out, with and without msgspec, from a shallow stack or a deep one; up to
   the limit, it decodes.
+* A UTF-8 BOM changes nothing at the end of a stream: one NDJSON line without its final
+  newline is still an event.
 """
 
 from __future__ import annotations
@@ -400,3 +402,37 @@ def test_nesting_past_the_limit_reaches_the_caller_as_decode_error(
     assert result.events == [FIRST]
     assert type(result.error) is DecodeError
     assert f"nests deeper than {MAX_EVENT_DEPTH} levels" in str(result.error)
+
+
+# --- 14: a BOM at the end of a stream -----------------------------------------------------
+
+LAST_LINES = [
+    b'{"type": "content", "content": "Hi"}',
+    b'  {"type": "content", "content": "indented"}',
+    b'{"type": "title", "title": "t"}\n{"type": "content", "content": "second line"}',
+    b": a comment",
+    b"",
+]
+
+
+@pytest.mark.parametrize("body", LAST_LINES)
+def test_a_bom_changes_nothing_at_the_end_of_a_stream(body: bytes) -> None:
+    expected = feed_all([body])
+    assert expected[1] is None
+    data = BOM + body
+
+    for cut in range(len(data) + 1):
+        assert feed_all([data[:cut], data[cut:]]) == expected
+
+
+@pytest.mark.parametrize("transfer", ["chunked", "close"])
+def test_a_bom_and_one_ndjson_line_without_newline_reach_the_caller(
+    client_kind: str, backendapi_server: BackendApiTestServer, transfer: str
+) -> None:
+    line = json.dumps(FIRST).encode()
+    backendapi_server.reply(Reply([BOM + line], framing="ndjson", transfer=transfer))
+
+    result = run_stream(client_kind, backendapi_server.url)
+
+    assert result.error is None
+    assert result.events == [FIRST]

@@ -471,6 +471,8 @@ class EventDecoder:
             return events
         rest = bytes(self._buf)
         self._buf = bytearray()
+        if self._at_start and rest.startswith(_BOM):
+            rest = rest[len(_BOM) :]  # as _line drops it from a first line that has its end
         if rest:
             stripped = rest.lstrip(b" \t")
             if stripped[:1] == b"{":
