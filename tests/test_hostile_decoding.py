@@ -9,6 +9,10 @@
   the limit, it decodes.
 * A UTF-8 BOM changes nothing at the end of a stream: one NDJSON line without its final
   newline is still an event.
+* Fuzzing: streams built from the protocol's pieces (nested JSON, pretty-printed ``data:``
+  lines, comments, ``id:``/``retry:`` lines, mixed line ends, BOMs, ``[DONE]``), random
+  bytes, cut anywhere, decode exactly as a simple reference decoder written from the
+  protocol's rules says; the only exceptions are the SDK's.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from __future__ import annotations
 import contextlib
 import json
 import json.scanner
+import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import pytest
 from clients import run_stream
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as label
+from hypothesis import strategies as st
 from scripted import FIRST, SECOND
 
 from backendapi import (
@@ -436,3 +444,317 @@ def test_a_bom_and_one_ndjson_line_without_newline_reach_the_caller(
 
     assert result.error is None
     assert result.events == [FIRST]
+
+
+# --- Fuzzing against a reference decoder --------------------------------------------------
+
+
+class Bad(Exception):
+    """The reference decoder's DecodeError."""
+
+
+class TooDeep(Bad):
+    """The reference decoder's DecodeError for JSON nested too deep."""
+
+
+class Cut(Exception):
+    """The reference decoder's IncompleteStreamError."""
+
+
+_FIELD_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_-]*")
+
+
+def first_error(text: str) -> Optional[int]:
+    """Where ``json.loads(text)`` finds its first error, None if nowhere, whatever the depth."""
+    decoder = json.JSONDecoder()
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    limit = sys.getrecursionlimit()
+    # Python's own scanner recurses in Python frames: a few per level, a level per 2 chars.
+    sys.setrecursionlimit(limit + 2 * len(text) + 100)
+    try:
+        decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        return exc.pos
+    finally:
+        sys.setrecursionlimit(limit)
+    return None
+
+
+def reference_loads(text: str) -> Any:
+    """``json.loads``, but `TooDeep` where the JSON nests deeper than the limit before any
+    error in it, `Bad` for any other error."""
+    if nesting(text) > MAX_EVENT_DEPTH:
+        error = first_error(text)
+        raise TooDeep if error is None or nesting(text[:error]) > MAX_EVENT_DEPTH else Bad
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise Bad from None
+
+
+def reference_parse(payload: bytes, name: Optional[str]) -> Dict[str, Any]:
+    """One event's JSON, as the decoder's docstring and README describe it."""
+    try:
+        text = payload.decode(json.detect_encoding(payload), "surrogatepass")
+    except UnicodeDecodeError:
+        raise Bad from None
+    value = reference_loads(text)
+    if not isinstance(value, dict):
+        raise Bad
+    if "type" not in value:
+        if not name:
+            raise Bad
+        value = {"type": name, **value}
+    if not isinstance(value["type"], str):
+        value["type"] = str(value["type"])
+    return value
+
+
+def reference_decode(stream: bytes) -> Tuple[List[Dict[str, Any]], Optional[Type[Exception]]]:
+    """The events of a whole stream, and the kind of error that ends it (`Bad` or `Cut`).
+
+    Written from the rules alone, for clarity, not speed: split into lines at ``\\r\\n``,
+    ``\\r`` or ``\\n``; a BOM opens the first line; a line starting with ``{`` (after spaces
+    or tabs) is an NDJSON event; ``:`` a comment; else an SSE field, dispatched at a blank
+    line; ``data: [DONE]`` ends the stream. JSON nested deeper than the limit before any
+    error in it is too deep. At the end, an unterminated NDJSON line is an event if whole
+    (too deep: a `Bad` one), and the stream was cut otherwise, or inside an SSE event.
+    """
+    *lines, rest = re.split(rb"\r\n|\r|\n", stream)
+    events: List[Dict[str, Any]] = []
+    data: List[bytes] = []
+    name: Optional[str] = None
+    if (lines[0] if lines else rest).startswith(BOM):
+        if lines:
+            lines[0] = lines[0][len(BOM) :]
+        else:
+            rest = rest[len(BOM) :]
+    try:
+        for line in lines:
+            if not line:
+                if data:
+                    payload = b"\n".join(data)
+                    if payload == b"[DONE]":
+                        return events, None
+                    events.append(reference_parse(payload, name))
+                data, name = [], None
+            elif line.lstrip(b" \t").startswith(b"{") and line[:1] in b"{ \t":
+                events.append(reference_parse(line, None))
+            elif line.startswith(b":"):
+                pass
+            else:
+                field, colon, value = line.partition(b":")
+                if not colon and field not in (b"data", b"event", b"id", b"retry"):
+                    raise Bad
+                if value.startswith(b" "):
+                    value = value[1:]
+                if field == b"data":
+                    data.append(value)
+                elif field == b"event":
+                    try:
+                        name = value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise Bad from None
+                elif field == b"id":
+                    if b"\0" not in value:
+                        try:
+                            value.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise Bad from None
+                elif field != b"retry" and not _FIELD_NAME.fullmatch(field):
+                    raise Bad
+        last = []
+        if rest.lstrip(b" \t").startswith(b"{"):
+            try:
+                last.append(reference_parse(rest, None))
+            except TooDeep:
+                raise
+            except Bad:
+                raise Cut from None
+        elif rest and not rest.startswith(b":"):
+            raise Cut
+        if data:  # cut inside an SSE event: an NDJSON line after its data lines is lost too
+            raise Cut
+        events += last
+    except (Bad, Cut) as exc:
+        return events, type(exc)
+    return events, None
+
+
+def decoded(pieces: Sequence[bytes]) -> Tuple[List[Dict[str, Any]], Optional[Type[Exception]]]:
+    """`feed_all`, with the SDK's errors named as the reference names them."""
+    events, error = feed_all(pieces)
+    if error is None:
+        return events, None
+    assert str(error)
+    if isinstance(error, IncompleteStreamError):
+        return events, Cut
+    return events, TooDeep if "nests deeper than" in str(error) else Bad
+
+
+def test_the_reference_decoder_reads_the_protocol() -> None:
+    """A few cases by hand, so that the fuzz test compares against something right."""
+    hi = {"type": "content", "content": "Hi"}
+    line = json.dumps(hi).encode()
+    assert reference_decode(BOM + line) == ([hi], None)
+    assert reference_decode(b"event: content\r\ndata: " + line + b"\r\rdata: [DONE]\n\n") == (
+        [hi],
+        None,
+    )
+    assert reference_decode(b'data: {"a":\ndata: 1}\n\n') == ([], Bad)
+    named = b'event: x\ndata: {"a":\ndata: 1}\n\n'
+    assert reference_decode(named) == ([{"type": "x", "a": 1}], None)
+    assert reference_decode(line + b"\n" + line[:-1]) == ([hi], Cut)
+    assert reference_decode(b"data: " + line + b"\n") == ([], Cut)
+    deep = deep_event(MAX_EVENT_DEPTH + 1)
+    assert reference_decode(line + b"\n" + deep) == ([hi], TooDeep)
+    assert reference_decode(line + b"\n" + deep + b"\n" + line) == ([hi], TooDeep)
+    # An error before the nesting gets too deep: invalid JSON, cut at the end.
+    assert reference_decode(b"{{" + deep[1:] + b"\n") == ([], Bad)
+    assert reference_decode(b"{{" + deep[1:]) == ([], Cut)
+    assert reference_decode(deep[:-20] + b"\n") == ([], TooDeep)
+    assert reference_decode(b"<html>\n") == ([], Bad)
+    assert reference_decode(b"retry: 10\nid: 7\nfoo: bar\n: c\n" + line) == ([hi], None)
+
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+# Around the limit, and far past it (where a recursive parser would hit Python's own).
+DEPTHS = [2, MAX_EVENT_DEPTH - 1, MAX_EVENT_DEPTH, MAX_EVENT_DEPTH + 1, 150, 1500]
+TYPES = st.sampled_from(["content", "content", "title", "preview", 7, None])
+END = st.sampled_from([b"\n", b"\r\n", b"\r"])
+
+
+@st.composite
+def event_texts(draw: st.DrawFn) -> str:
+    """One event's JSON text: small random JSON, or nested to a depth near the limit."""
+    fields: Dict[str, Any] = {}
+    kind = draw(TYPES)
+    if kind is not None:
+        fields["type"] = kind
+    if draw(st.integers(0, 2)):
+        fields["value"] = draw(JSON_VALUES)
+        return json.dumps(fields, indent=draw(st.sampled_from([None, 0, 1, 2])))
+    depth = draw(st.sampled_from(DEPTHS))
+    value = nested_value(depth - 1, draw(st.sampled_from(SHAPES)))
+    text = json.dumps({**fields, "value": 0}).replace("0}", value + "}")
+    if depth <= 150 and draw(st.booleans()):  # pretty-printed: a line per bracket
+        text = re.sub(r"([\[{])", "\\1\n", text)
+    return text
+
+
+# What a stream is made of: events of one framing (so that whole feeds take the decoder's
+# batch paths), or everything mixed.
+ITEMS = {
+    "ndjson": ["ndjson"] * 8 + ["blank"],
+    "sse": ["sse"] * 6 + ["comment", "blank", "done"],
+    "mixed": ["ndjson"] * 6 + ["sse"] * 6 + ["comment", "blank"] * 2 + ["done", "junk"],
+}
+
+
+@st.composite
+def framed_events(draw: st.DrawFn, items: List[str], end: st.SearchStrategy[bytes]) -> bytes:
+    """One item of a stream, each line ended its own way: an event as an NDJSON line or as
+    SSE (one ``data:`` line per line of its JSON, comments and fields among them), a
+    comment, a blank line, ``[DONE]``, a BOM, or a few random bytes."""
+    choice = draw(st.sampled_from(items))
+    if choice == "comment":
+        return b": keep-alive" + draw(end)
+    if choice == "blank":
+        return draw(end)
+    if choice == "done":
+        return b"data: [DONE]" + draw(end) + draw(end)
+    if choice == "junk":
+        return draw(st.one_of(st.binary(max_size=6), st.just(BOM)))
+    text = draw(event_texts())
+    if choice == "ndjson":
+        return text.replace("\n", "").encode() + draw(end)
+    lines: List[bytes] = []
+    if draw(st.booleans()):
+        lines.append(b"event: " + draw(st.sampled_from([b"content", b"title", b""])))
+    # Among the data lines, now and then: nothing else, or comments, or other fields.
+    extras = draw(st.sampled_from([[b": c"], [b": c", b"id: 1", b"retry: 5"]]))
+    rate = draw(st.sampled_from([0, 0, 10, 3]))
+    for line in text.split("\n"):
+        if rate and not draw(st.integers(0, rate)):
+            lines.append(draw(st.sampled_from(extras)))
+        lines.append(draw(st.sampled_from([b"data: ", b"data:"])) + line.encode())
+    return b"".join(line + draw(end) for line in lines) + draw(end)
+
+
+@st.composite
+def framed_streams(draw: st.DrawFn) -> bytes:
+    items = ITEMS[draw(st.sampled_from(sorted(ITEMS)))]
+    end = draw(st.sampled_from([st.just(b"\n"), END]))  # "\n" alone: the fast path
+    stream = b"".join(draw(st.lists(framed_events(items, end), min_size=1, max_size=8)))
+    if draw(st.booleans()):
+        stream = BOM + stream
+    ending = draw(st.sampled_from(["whole", "whole", "no final line end", "truncated"]))
+    if ending == "no final line end":
+        stream = stream.rstrip(b"\r\n")
+    elif ending == "truncated":
+        stream = stream[: draw(st.integers(0, len(stream)))]
+    return stream
+
+
+@st.composite
+def cut_up(draw: st.DrawFn, streams: st.SearchStrategy[bytes]) -> Tuple[bytes, List[bytes]]:
+    """A stream and the pieces it arrives in, often cut right after a ``\\r``."""
+    stream = draw(streams)
+    anywhere = st.integers(0, len(stream))
+    tricky = [at for at in range(1, len(stream)) if stream[at - 1] in b"\r\xbb\xef"]
+    positions = st.one_of(anywhere, st.sampled_from(tricky)) if tricky else anywhere
+    cuts = sorted(draw(st.lists(positions, max_size=16)))
+    bounds = [0, *cuts, len(stream)]
+    return stream, [stream[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+# Small: CI runs the whole suite in a few minutes; test_decoder_fuzz.py fuzzes at length.
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+@FUZZ
+@given(case=cut_up(framed_streams()))
+def test_fuzzed_streams_decode_as_the_reference_says(
+    name: str, case: Tuple[bytes, List[bytes]]
+) -> None:
+    check_against_the_reference(name, case)
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+@FUZZ
+@given(case=cut_up(st.binary(max_size=300)))
+def test_random_bytes_decode_as_the_reference_says(
+    name: str, case: Tuple[bytes, List[bytes]]
+) -> None:
+    check_against_the_reference(name, case)
+
+
+def check_against_the_reference(name: str, case: Tuple[bytes, List[bytes]]) -> None:
+    stream, pieces = case
+    expected = reference_decode(stream)
+
+    with parser(name):
+        assert decoded(pieces) == expected
+    # Shown by --hypothesis-show-statistics: how far the streams got.
+    events, error = expected
+    label(f"ends with: {'no error' if error is None else error.__name__}")
+    label(f"events: {min(len(events), 3)}{'+' if len(events) >= 3 else ''}")
+    label(f"deepest event: {max((nesting(json.dumps(e)) for e in events), default=0) // 50 * 50}+")
