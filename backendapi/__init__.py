@@ -17,7 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._answer import Answer
-from ._core.decoder import DEFAULT_MAX_EVENT_SIZE, EventDecoder, decode
+from ._core.decoder import DEFAULT_MAX_EVENT_SIZE, MAX_EVENT_DEPTH, EventDecoder, decode
 from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
@@ -65,6 +65,7 @@ __all__ = [
     "EventTooLargeError",
     "IncompleteStreamError",
     "InvalidInputError",
+    "MAX_EVENT_DEPTH",
     "PreparedRequest",
     "RETRY_STATUSES",
     "RawResponse",

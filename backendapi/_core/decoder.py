@@ -13,15 +13,15 @@ SSE field, so the two may even be mixed in one stream.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
 from .._events import RawResponse
 from . import parsing
+from .parsing import MAX_EVENT_DEPTH
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "EventDecoder", "decode"]
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "MAX_EVENT_DEPTH", "EventDecoder", "decode"]
 
 DEFAULT_MAX_EVENT_SIZE = 64 * 1024 * 1024
 """Default limit, in bytes, on one event (a line, or an SSE event's data lines)."""
@@ -74,11 +74,19 @@ class EventDecoder:
     JSON that is not a whole event object...) goes through the per-line path,
     from the first line concerned on, so results and errors are the same.
 
+    An SSE event spread over many ``data:`` lines (pretty-printed JSON) is
+    linear too: the data lines already read are kept as they are, and only
+    joined once, at the blank line that ends the event.
+
     Errors: :class:`DecodeError` for a line that is neither JSON nor an SSE
-    field, or JSON that is not an event object; :class:`EventTooLargeError`
-    once one event passes ``max_event_size`` bytes;
-    :class:`IncompleteStreamError` from :meth:`close` when the stream stopped
-    in the middle of an event.
+    field, or JSON that is not an event object; :class:`DecodeError` too for
+    an event whose JSON nests objects and arrays more than
+    :data:`MAX_EVENT_DEPTH` (100) levels deep (the event's own object is level
+    1), the same limit with or without msgspec and however deep the caller's
+    own stack is; :class:`EventTooLargeError` once one event passes
+    ``max_event_size`` bytes; :class:`IncompleteStreamError` from
+    :meth:`close` when the stream stopped in the middle of an event. The
+    events before a bad one are always handed out first.
     """
 
     def __init__(self, *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
@@ -111,6 +119,7 @@ class EventDecoder:
         # StreamCore sets this: every event is then handed out as its bare dict,
         # and the stream wraps each in a RawResponse as it hands it out.
         self._raw_dicts = False
+        self._too_deep = False  # set when an event is refused for nesting too deep
 
     @property
     def done(self) -> bool:
@@ -178,6 +187,26 @@ class EventDecoder:
             cr = buf.find(b"\r", scan)
             if cr < 0:
                 last = buf.rfind(b"\n", lf)
+                if self._data:
+                    # An SSE event's data lines are held from earlier feeds: its next
+                    # lines are read one by one, up to its end, and added to them.
+                    # Held lines are never decoded again, so an event of many data
+                    # lines (pretty-printed JSON) in small pieces costs linear time.
+                    done = self._finish_held(buf, lf, last, events)
+                    if self._done:
+                        self._buf = bytearray()
+                        self._scanned = 0
+                        return
+                    del buf[:done]
+                    end = len(buf)
+                    last -= done
+                    scan = 0  # no "\r" anywhere in buf, as searched above
+                    lf = buf.find(b"\n", 0, last + 1) if last >= 0 else -1
+                    if lf < 0:
+                        self._scanned = len(buf)
+                        if len(buf) > self.max_event_size - self._data_size:
+                            self._check_tail(buf)
+                        return
                 # Within the size limit whatever the lines are: no check needed.
                 if self._data_size + last + 2 <= self.max_event_size and self._fast(
                     buf, lf, last, events
@@ -224,6 +253,20 @@ class EventDecoder:
         if len(buf) > self.max_event_size - self._data_size:
             self._check_tail(buf)
 
+    def _finish_held(self, buf: bytearray, lf: int, last: int, events: List[Any]) -> int:
+        """Read lines, per line, until the SSE event held is dispatched; return where they end.
+
+        ``buf[:last + 1]`` holds complete ``\\n``-ended lines (no ``\\r``), the first
+        ending at ``lf``. Stops after the line that ends the event, or at ``last + 1``.
+        """
+        start = 0
+        while True:
+            self._line(buf[start:lf], events)
+            start = lf + 1
+            if self._done or not self._data or start > last:
+                return start
+            lf = buf.find(b"\n", start, last + 1)
+
     def _check_tail(self, buf: bytearray) -> None:
         # The unterminated line may already hold more than one event may.
         partial = len(buf)
@@ -247,8 +290,8 @@ class EventDecoder:
         (:meth:`_loop`).
         """
         alone = False
+        parts: List[str] = []  # no data lines are held (see _finish_held)
         try:
-            parts = [value.decode("utf-8") for value in self._data]
             with memoryview(buf) as view:
                 if lf >= _BIG_LINE and not self._at_start and buf.startswith(b"data:"):
                     # A long data line (inline media), the end of many feeds:
@@ -353,6 +396,8 @@ class EventDecoder:
         line left alone (``len(lines)`` if none) and the state after.
         """
         scan = parsing.scan_once
+        shallow = parsing.SHALLOW
+        too_deep = parsing.too_deep
         adopt = RawResponse._adopt
         raw = self._raw_dicts
         append = events.append
@@ -363,9 +408,11 @@ class EventDecoder:
                     payload = parts[0] if len(parts) == 1 else "\n".join(parts)
                     try:
                         obj, stop = scan(payload, 0)
-                    except (StopIteration, ValueError):
+                    except (StopIteration, ValueError, RecursionError):
                         break
                     if stop != len(payload) or obj.__class__ is not dict or "type" not in obj:
+                        break
+                    if stop > shallow and too_deep(payload, obj):
                         break
                     append(obj if raw else adopt(obj))
                     parts = []
@@ -373,9 +420,11 @@ class EventDecoder:
             elif line[0] == "{":
                 try:
                     obj, stop = scan(line, 0)
-                except (StopIteration, ValueError):
+                except (StopIteration, ValueError, RecursionError):
                     break
                 if stop != len(line) or obj.__class__ is not dict or "type" not in obj:
+                    break
+                if stop > shallow and too_deep(line, obj):
                     break
                 append(obj if raw else adopt(obj))
             elif line.startswith("data:"):
@@ -422,12 +471,17 @@ class EventDecoder:
             return events
         rest = bytes(self._buf)
         self._buf = bytearray()
+        if self._at_start and rest.startswith(_BOM):
+            rest = rest[len(_BOM) :]  # as _line drops it from a first line that has its end
         if rest:
             stripped = rest.lstrip(b" \t")
             if stripped[:1] == b"{":
+                self._too_deep = False
                 try:
                     self._line(rest, events)
                 except DecodeError:
+                    if self._too_deep:  # whole or not, too deep: not a mere cut
+                        raise
                     raise IncompleteStreamError(
                         f"stream ended in the middle of an event: {excerpt(rest)}"
                     ) from None
@@ -496,7 +550,13 @@ class EventDecoder:
     def _parse(self, payload: _Line, event_name: Optional[str]) -> Any:
         """The event's dict (with ``_raw_dicts``), else its :class:`RawResponse`."""
         try:
-            obj: Any = json.loads(payload)
+            obj: Any = parsing.loads(payload)
+        except parsing.NestingError:
+            self._too_deep = True
+            raise DecodeError(
+                f"event nests deeper than {MAX_EVENT_DEPTH} levels of JSON objects and arrays: "
+                + excerpt(payload)
+            ) from None
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
             raise DecodeError(f"event is not valid JSON ({exc}): {excerpt(payload)}") from None
         if not isinstance(obj, dict):
