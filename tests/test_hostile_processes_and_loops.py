@@ -60,21 +60,7 @@ HANG_BOUND = 20.0
 def finished_within(seconds: float, function: Callable[[], T]) -> T:
     """``function()``, run in a daemon thread; fails the test if it has not returned after
     ``seconds`` (the thread is then left behind, so that a hang fails instead of hanging)."""
-    outcome: Dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = function()
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"still running after {seconds} s: it hangs"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
+    return run_in_thread(function, seconds)()
 
 
 # --- fork(): the child opens its own connections, the parent keeps its pool -------------------
@@ -306,9 +292,9 @@ def test_a_child_forked_while_another_thread_holds_the_clients_lock_can_ask(
 # --- One async client, two threads, an event loop each ----------------------------------------
 
 
-def run_in_thread(function: Callable[[], T]) -> Callable[[], T]:
+def run_in_thread(function: Callable[[], T], seconds: float = HANG_BOUND) -> Callable[[], T]:
     """Start ``function`` in a daemon thread now; the returned call waits for its result, or
-    fails the test once `HANG_BOUND` seconds have passed."""
+    fails the test once ``seconds`` (`HANG_BOUND` by default) have passed."""
     outcome: Dict[str, Any] = {}
 
     def run() -> None:
@@ -321,8 +307,8 @@ def run_in_thread(function: Callable[[], T]) -> Callable[[], T]:
     thread.start()
 
     def result() -> T:
-        thread.join(HANG_BOUND)
-        assert not thread.is_alive(), f"still running after {HANG_BOUND} s: it hangs"
+        thread.join(seconds)
+        assert not thread.is_alive(), f"still running after {seconds} s: it hangs"
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]  # type: ignore[no-any-return]
