@@ -446,6 +446,33 @@ def test_a_bom_and_one_ndjson_line_without_newline_reach_the_caller(
     assert result.events == [FIRST]
 
 
+@pytest.mark.parametrize("newline", [b"\n", b""], ids=["with-newline", "without-newline"])
+def test_a_last_ndjson_line_after_unfinished_sse_data_comes_before_the_error(
+    newline: bytes,
+) -> None:
+    decoder = EventDecoder()
+    line = json.dumps(SECOND).encode()
+    events = decoder.feed(b"data: " + json.dumps(FIRST).encode() + b"\n" + line + newline)
+    events += decoder.close() if not newline else []
+
+    assert [event.get_dict() for event in events] == [SECOND]
+    with pytest.raises(IncompleteStreamError, match="blank line that completes an SSE event"):
+        decoder.close()
+
+
+@pytest.mark.parametrize("transfer", ["chunked", "close"])
+def test_a_last_ndjson_line_after_unfinished_sse_data_reaches_the_caller(
+    client_kind: str, backendapi_server: BackendApiTestServer, transfer: str
+) -> None:
+    body = b"data: " + json.dumps(FIRST).encode() + b"\n" + json.dumps(SECOND).encode()
+    backendapi_server.reply(Reply([body], framing="ndjson", transfer=transfer))
+
+    result = run_stream(client_kind, backendapi_server.url)
+
+    assert result.events == [SECOND]
+    assert isinstance(result.error, IncompleteStreamError)
+
+
 # --- Fuzzing against a reference decoder --------------------------------------------------
 
 
@@ -573,9 +600,9 @@ def reference_decode(stream: bytes) -> Tuple[List[Dict[str, Any]], Optional[Type
                 raise Cut from None
         elif rest and not rest.startswith(b":"):
             raise Cut
-        if data:  # cut inside an SSE event: an NDJSON line after its data lines is lost too
+        events += last  # a whole last NDJSON line is handed out, even after SSE data lines
+        if data:  # cut inside an SSE event
             raise Cut
-        events += last
     except (Bad, Cut) as exc:
         return events, type(exc)
     return events, None

@@ -115,7 +115,7 @@ class EventDecoder:
         self._closed = False
         # A decode error found after other events of the same feed() waits here,
         # so those events are still handed out first, whatever way TCP cut the bytes.
-        self._error: Optional[DecodeError] = None
+        self._error: Optional[Union[DecodeError, IncompleteStreamError]] = None
         # StreamCore sets this: every event is then handed out as its bare dict,
         # and the stream wraps each in a RawResponse as it hands it out.
         self._raw_dicts = False
@@ -142,10 +142,10 @@ class EventDecoder:
         Raises :class:`DecodeError` for bad bytes, but only once the events
         completed before them were returned (see :attr:`error_pending`).
         """
-        if self._closed:
-            raise RuntimeError("EventDecoder.feed() called after close()")
         if self._error is not None:
             self._raise_held_error()
+        if self._closed:
+            raise RuntimeError("EventDecoder.feed() called after close()")
         if self._done or not data:
             return []
         self.bytes_fed += len(data)
@@ -460,9 +460,12 @@ class EventDecoder:
 
         Raises :class:`IncompleteStreamError` when the stream stopped inside an
         event: an unterminated line that is not a whole JSON object, or SSE
-        ``data:`` lines not yet ended by their blank line.
+        ``data:`` lines not yet ended by their blank line. A whole last NDJSON
+        line after such data lines is returned first; the error is then held
+        (:attr:`error_pending`) and raised by the next ``close()`` or ``feed()``.
         """
         if self._closed:
+            self._raise_held_error()
             return []
         self._closed = True
         self._raise_held_error()
@@ -490,10 +493,15 @@ class EventDecoder:
                     f"stream ended in the middle of a line: {excerpt(rest)}"
                 )
         if self._data:
-            raise IncompleteStreamError(
+            error = IncompleteStreamError(
                 "stream ended before the blank line that completes an SSE event: "
                 + excerpt(b"\n".join(self._data))
             )
+            if not events:
+                raise error
+            # A last NDJSON line after the SSE event's data lines: it is handed out
+            # first, as it is when it has its newline, and the error comes after it.
+            self._error = error
         return events
 
     def _line(self, line: _Line, events: List[RawResponse]) -> None:
