@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Any, Iterator, List, Optional, Sequence, Union
 
 import aiohttp.http_parser
 import pytest
@@ -217,25 +217,144 @@ def test_an_informational_response_leaves_no_answer_behind_for_the_next_call(
     ]
 
 
-def test_a_session_of_yours_refuses_an_informational_response(scripted: type) -> None:
-    """requests' http.client cannot skip it below a session the client does not own: it is
-    refused, and its connection closed rather than pooled with the answer in it."""
-    server = scripted([EARLY_HINTS + sized(HI)], [sized(YO)])
+WARM_UP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+WARM_UP_AND_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+def _warm_up(session: requests.Session, url: str, proxy: Optional[str] = None) -> None:
+    """A request of the caller's on ``session`` before any client sees it: its adapter's
+    pool manager (the proxy's, with ``proxy``) then holds a pool for ``url``."""
+    proxies = {"http": proxy} if proxy else None
+    assert session.get(url, proxies=proxies, timeout=5).content == b"ok"
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["new-session", "used-session"])
+@pytest.mark.parametrize(
+    "informational",
+    [EARLY_HINTS, PROCESSING, PROCESSING + EARLY_HINTS + EARLY_HINTS],
+    ids=["103", "102", "102-103-103"],
+)
+def test_informational_responses_are_skipped_below_a_session_of_yours(
+    scripted: type, informational: bytes, used: bool
+) -> None:
+    """The client makes the pools of the session's HTTPAdapter skip them as its own
+    session's do: the pool a request of the caller's made before the client, and the idle
+    connection it left there, too."""
+    server = scripted(*([[WARM_UP]] if used else []), [informational + sized(HI)], [sized(YO)])
+    with requests.Session() as session:
+        if used:
+            _warm_up(session, server.url)
+
+        turns = run_turns(
+            "sync",
+            server.url,
+            [lambda: None, lambda: None],
+            client_options={"session": session, "max_retries": 0},
+        )
+
+    assert [(contents(turn.events), turn.error) for turn in turns] == [
+        (["Hi"], None),
+        (["Yo"], None),
+    ]
+    assert server.connections == 1  # the caller's idle connection, when there was one
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["new-proxy-pools", "used-proxy-pools"])
+def test_informational_responses_are_skipped_below_a_session_of_yours_through_a_proxy(
+    scripted: type, proxy: ForwardingProxy, used: bool
+) -> None:
+    """requests makes a proxy's pool manager on the first request through that proxy:
+    one made before the client, or after it, skips them too."""
+    server = scripted(
+        *([[WARM_UP_AND_CLOSE, Close()]] if used else []),
+        [PROCESSING + EARLY_HINTS + sized(HI, YO)],
+    )
+    with requests.Session() as session:
+        if used:
+            _warm_up(session, server.url, proxy.url)
+
+        result = run_stream_with("sync", server.url, session=session, proxy=proxy.url)
+
+        managers = session.get_adapter(server.url).proxy_manager  # type: ignore[attr-defined]
+    assert result.error is None, result.error
+    assert contents(result.events) == ["Hi", "Yo"]
+    assert len(managers) == 1  # the one the caller's request made, when there was one
+
+
+def test_a_request_of_yours_after_the_client_keeps_no_deadline_and_skips_hints(
+    scripted: type,
+) -> None:
+    """The session's pools keep the total timeout inside the client's calls only; outside
+    them, what changes for the caller's own requests is the 1xx that is skipped."""
+    server = scripted(
+        [sized(HI)],
+        [EARLY_HINTS + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", Pause(1.5), b"\r\nok"],
+    )
     with (
         requests.Session() as session,
         BackendApiClient(
-            server.url, session=session, timeout=TEST_TIMEOUT, max_retries=0
+            server.url, session=session, timeout=Timeout(connect=5, read=5, total=1)
         ) as client,
     ):
-        with pytest.raises(APIConnectionError) as caught:
-            list(client.create("m", MESSAGES))
-        second = [event.get("content") for event in client.create("m", MESSAGES)]
+        first = contents([event.get_dict() for event in client.create("m", MESSAGES)])
+        started = time.monotonic()
+        mine = session.get(server.url, timeout=5)
+
+    assert first == ["Hi"]
+    assert (mine.status_code, mine.content) == (200, b"ok")
+    assert time.monotonic() - started >= 1.5  # the server's pause, past the client's total
+
+
+class _Wrapping(requests.adapters.BaseAdapter):
+    """An adapter of the caller's that is no HTTPAdapter: it sends through one of its own,
+    out of the client's reach."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = requests.adapters.HTTPAdapter()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        return self.inner.send(request, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "said"),
+    [
+        (
+            EARLY_HINTS,
+            "an informational response (HTTP 103 Early Hints) came as the answer; the client "
+            "skips these below requests' HTTPAdapter only, not below your session's adapter "
+            "for this URL",
+        ),
+        # Never skipped, so no word of skipping.
+        (SWITCH, "the server switched protocols (HTTP 101), which the client never asked for"),
+    ],
+    ids=["103", "101"],
+)
+def test_an_adapter_of_yours_that_is_no_http_adapter_refuses_an_informational_response(
+    scripted: type, head: bytes, said: str
+) -> None:
+    """The client can only make requests' HTTPAdapter skip it: below another adapter it is
+    refused, and its connection closed rather than pooled with the answer in it."""
+    server = scripted([head + sized(HI)], [sized(YO)])
+    with requests.Session() as session:
+        session.mount("http://", _Wrapping())
+        with BackendApiClient(
+            server.url, session=session, timeout=TEST_TIMEOUT, max_retries=0
+        ) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                list(client.create("m", MESSAGES))
+            second = [event.get("content") for event in client.create("m", MESSAGES)]
 
     assert type(caught.value) is APIConnectionError
-    assert str(caught.value) == (
-        f"invalid HTTP response from {server.url}{CONVERSATION_PATH}: an informational "
-        "response (HTTP 103 Early Hints) came as the answer; the client's own session "
-        "skips these, a requests.Session of yours cannot"
+    assert (
+        str(caught.value) == f"invalid HTTP response from {server.url}{CONVERSATION_PATH}: {said}"
     )
     assert second == ["Yo"]
     assert server.connections == 2
@@ -244,9 +363,7 @@ def test_a_session_of_yours_refuses_an_informational_response(scripted: type) ->
 def test_a_switch_of_protocols_nobody_asked_for_is_refused(
     client_kind: str, scripted: type
 ) -> None:
-    server = scripted(
-        [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"]
-    )
+    server = scripted([SWITCH])
 
     result = run_stream_with(client_kind, server.url, max_retries=2)
 
@@ -298,6 +415,36 @@ def test_the_total_timeout_ends_the_call_whatever_the_server_dribbles(
     )
     assert result.elapsed() < 3.0
     assert contents(result.events) == ([] if dribble == "head" else ["Hi"])
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["new-session", "used-session"])
+@pytest.mark.parametrize("dribble", sorted(DRIBBLES))
+def test_the_total_timeout_ends_the_call_whatever_the_server_dribbles_below_a_session_of_yours(
+    scripted: type, dribble: str, used: bool
+) -> None:
+    """The same with a ``requests.Session`` of the caller's: its pools' sockets too get at
+    most the time left at every read, the idle connection of a request before the client's
+    too."""
+    server = scripted(*([[WARM_UP]] if used else []), DRIBBLES[dribble])
+    with requests.Session() as session:
+        if used:
+            _warm_up(session, server.url)
+
+        result = run_stream_with(
+            "sync",
+            server.url,
+            session=session,
+            timeout=Timeout(connect=5, read=5, total=1),
+            max_retries=0,
+        )
+
+    assert isinstance(result.error, APITimeoutError), result.error
+    assert str(result.error) == (
+        f"{server.url}{CONVERSATION_PATH} did not finish within the total timeout of 1 s"
+    )
+    assert result.elapsed() < 3.0
+    assert contents(result.events) == ([] if dribble == "head" else ["Hi"])
+    assert server.connections == 1
 
 
 # 12. Odd framing

@@ -75,6 +75,14 @@ class ClientCore(Generic[SessionT, TransportT]):
     * ``session``: a ``requests.Session`` (blocking client) or an
       ``aiohttp.ClientSession`` (async client) of yours; the client uses it
       and leaves closing it to you. Without one, the client makes its own.
+      The blocking client sets up the pools of the session's
+      ``requests.adapters.HTTPAdapter`` (subclasses too; pools and idle
+      connections made before included) as its own session's, so that
+      informational responses (``102``, ``103``) are skipped and the total
+      timeout ends a call whatever the server dribbles. The total applies
+      inside the client's calls only: your own requests on the session see
+      only that 1xx fix (http.client alone would take a ``103`` for the
+      answer). Below an adapter that is no ``HTTPAdapter``, a 1xx is refused.
     * ``max_event_size``: largest event in bytes (default 64 MiB).
     * ``upload_media``: send local media as multipart file parts (raw bytes)
       instead of base64 ``data:`` URIs, a third fewer bytes on the wire.

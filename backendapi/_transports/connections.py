@@ -1,7 +1,8 @@
 """The blocking transport's own connections: what http.client does not do below urllib3.
 
 The client's own ``requests.Session`` mounts pools (:func:`use_own_connections`)
-whose connections make :class:`FinalResponse`\\ s, which
+whose connections make :class:`FinalResponse`\\ s, and so do the pools of a
+caller's session's ``HTTPAdapter`` (:func:`final_responses_below`). They
 
 * skip informational responses (``102 Processing``, ``103 Early Hints``):
   http.client skips ``100 Continue`` alone and takes any other 1xx for the
@@ -25,7 +26,10 @@ import threading
 import time
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-__all__ = ["FinalResponse", "call_deadline", "use_own_connections"]
+from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
+
+__all__ = ["FinalResponse", "call_deadline", "final_responses_below", "use_own_connections"]
 
 _calls = threading.local()
 
@@ -99,26 +103,81 @@ class _DeadlineReader(io.RawIOBase):
 
 
 def use_own_connections(manager: Any) -> None:
-    """Have a urllib3 ``PoolManager`` (or ``ProxyManager``) make pools of
-    connections whose responses are :class:`FinalResponse`\\ s.
-
-    Called on a new manager, before it made any pool.
+    """Have a urllib3 ``PoolManager`` (or ``ProxyManager``) hand out connections whose
+    responses are :class:`FinalResponse`\\ s: in the pools it will make, and in those it
+    holds, whose connections (idle, or in use and back later) get them when next taken.
     """
-    classes: Dict[str, type] = manager.pool_classes_by_scheme
-    manager.pool_classes_by_scheme = {
-        scheme: _own_pool_class(pool_class) for scheme, pool_class in classes.items()
-    }
+    if getattr(manager, "_final_responses", False):
+        return
+    # urllib3 makes a manager's pools under this lock: no pool is made between the steps.
+    with manager.pools.lock:
+        classes: Dict[str, type] = manager.pool_classes_by_scheme
+        manager.pool_classes_by_scheme = {
+            scheme: _own_pool_class(pool_class) for scheme, pool_class in classes.items()
+        }
+        for key in manager.pools.keys():  # noqa: SIM118 (the container refuses iteration)
+            pool = manager.pools[key]
+            pool_class: type = type(pool)
+            pool.__class__ = _own_pool_class(pool_class)
+        manager._final_responses = True
+
+
+_adopting = threading.Lock()
+
+
+def final_responses_below(session: Any, url: str) -> bool:
+    """Whether ``session`` (a caller's ``requests.Session``) makes :class:`FinalResponse`\\ s
+    for ``url``: it does once the adapter it uses for ``url`` is an ``HTTPAdapter`` (or a
+    subclass), whose pool managers this sets up (:func:`use_own_connections`) the first
+    time; the proxies' managers too, those made already and those requests makes later.
+
+    Outside the client's calls no deadline applies (:func:`call_deadline`), so the
+    caller's own requests on the session only see the 1xx skipped. Another adapter
+    (a ``requests.adapters.BaseAdapter`` of the caller's) is left as it is.
+    """
+    adapter = session.get_adapter(url)
+    if getattr(getattr(adapter, "poolmanager", None), "_final_responses", False):
+        return True
+    if not isinstance(adapter, HTTPAdapter) or not isinstance(adapter.poolmanager, PoolManager):
+        return False
+    with _adopting:
+        managers = adapter.proxy_manager
+        if not isinstance(managers, _OwnManagers):
+            adapter.proxy_manager = managers = _OwnManagers(managers)
+            for manager in managers.values():
+                use_own_connections(manager)
+        use_own_connections(adapter.poolmanager)  # marks it: the check above, next time
+    return True
+
+
+class _OwnManagers(Dict[str, Any]):
+    """An ``HTTPAdapter``'s ``proxy_manager``: requests makes a proxy's manager on its
+    first use and stores it here, where :func:`use_own_connections` sets it up."""
+
+    def __setitem__(self, proxy: str, manager: Any) -> None:
+        if isinstance(manager, PoolManager):
+            use_own_connections(manager)
+        super().__setitem__(proxy, manager)
 
 
 @functools.cache
 def _own_pool_class(pool_class: type) -> type:
-    """``pool_class`` whose connections make :class:`FinalResponse`\\ s (SOCKS pools too)."""
+    """``pool_class`` whose connections make :class:`FinalResponse`\\ s (SOCKS pools too).
+
+    Each connection it hands out, new or pooled, gets them (http.client and urllib3's
+    proxy tunnel read a connection's ``response_class`` at each response). A subclass
+    adding methods only, so that a pool made before can be given it as its class.
+    """
     if getattr(pool_class, "_final_responses", False):
         return pool_class
-    base = pool_class.ConnectionCls  # type: ignore[attr-defined]
-    connection_class = type(base.__name__, (base,), {"response_class": FinalResponse})
+
+    get_conn = pool_class._get_conn  # type: ignore[attr-defined]
+
+    def _get_conn(self: Any, *args: Any, **kwargs: Any) -> Any:
+        connection = get_conn(self, *args, **kwargs)
+        connection.response_class = FinalResponse
+        return connection
+
     return type(
-        pool_class.__name__,
-        (pool_class,),
-        {"ConnectionCls": connection_class, "_final_responses": True},
+        pool_class.__name__, (pool_class,), {"_get_conn": _get_conn, "_final_responses": True}
     )

@@ -25,7 +25,7 @@ from .._core.request import PreparedRequest
 from .._errors import BackendApiError, InvalidInputError
 from . import Failure, ResponseHead, TransportBase, TransportError
 from .body import INVALID_CHUNKING, ContentDecoder, body_decoder
-from .connections import call_deadline, use_own_connections
+from .connections import call_deadline, final_responses_below, use_own_connections
 
 __all__ = ["RequestsResponse", "RequestsTransport"]
 
@@ -133,7 +133,8 @@ class RequestsTransport(TransportBase[requests.Session]):
         verify = self._verify(request.url, proxies)
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            # The own session's responses keep the deadline at every socket read.
+            # Responses below an HTTPAdapter skip 1xx and keep the deadline at every socket read.
+            final = self._owns_session or final_responses_below(session, request.url)
             with call_deadline(deadline):
                 response = session.request(
                     request.method,
@@ -154,7 +155,7 @@ class RequestsTransport(TransportBase[requests.Session]):
                 )
         except requests.RequestException as exc:
             raise _failure(exc) from None
-        hint = "" if self._owns_session else _SKIPPED_BY_THE_OWN_SESSION
+        hint = "" if final or response.status_code == 101 else _SKIPPED_BELOW_HTTP_ADAPTERS
         try:
             decoder = body_decoder(
                 response.status_code, response.reason or "", response.headers, hint
@@ -276,8 +277,9 @@ _CERT_REQS = {
 }
 
 
-_SKIPPED_BY_THE_OWN_SESSION = (
-    "; the client's own session skips these, a requests.Session of yours cannot"
+_SKIPPED_BELOW_HTTP_ADAPTERS = (
+    "; the client skips these below requests' HTTPAdapter only, "
+    "not below your session's adapter for this URL"
 )
 
 
