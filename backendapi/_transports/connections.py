@@ -12,7 +12,11 @@ caller's session's ``HTTPAdapter`` (:func:`final_responses_below`). They
   socket: urllib3 and http.client loop inside one read (a head, a
   chunk-size line, a gzip body of empty blocks dribbled a byte at a time
   each arrive well within the read timeout), so a check between reads
-  would never come.
+  would never come;
+* take the chunk-size lines the async client's parser (llhttp) takes and
+  refuse the others as it does: http.client cuts a line at its ``;`` and
+  reads the rest with ``int(x, 16)``, which also takes `` 2c``, ``+2c``,
+  ``0x2c``, ``2_c`` and any extension at all.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import contextlib
 import functools
 import http.client
 import io
+import re
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, NoReturn, Optional, Tuple
 
 from requests.adapters import HTTPAdapter
 from urllib3 import PoolManager
@@ -32,6 +37,23 @@ from urllib3 import PoolManager
 __all__ = ["FinalResponse", "call_deadline", "final_responses_below", "use_own_connections"]
 
 _calls = threading.local()
+
+_MAX_LINE: int = http.client._MAXLINE  # type: ignore[attr-defined]
+
+# The chunk-size lines llhttp takes, with the leniencies aiohttp turns on outside Python's
+# dev mode: hex digits, spaces or tabs, then the line's end or extensions, each a ";"
+# without spaces around it or around "=", a name of token characters and maybe "=" and a
+# value of token characters ending maybe in a quoted string; an empty name is fine, but not
+# a ";" right before the CR. A bare LF after the size itself wants a second LF (read apart).
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*"
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x20-\x7e\x80-\xff])*"'
+_CHUNK_SIZE_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)[ \t]*(?:(\r?\n)|(?:;(?!\r)%s(?:=%s(?:%s)?)?)+\r?\n)"
+    % (_TOKEN, _TOKEN, _QUOTED)
+)
+# Ends that make a line llhttp would still take out of any start of one (a cut line).
+_LINE_ENDS = (b"\n", b"\r\n", b"a\r\n", b'"\r\n', b'a"\r\n')
+_MAX_CHUNK_SIZE = 2**64 - 1
 
 
 @contextlib.contextmanager
@@ -61,6 +83,42 @@ class FinalResponse(http.client.HTTPResponse):
             # An informational response: its headers (bounded as the answer's are)
             # are dropped, the answer comes after them.
             http.client.parse_headers(self.fp)
+
+    def _read_next_chunk_size(self) -> int:
+        line = self.fp.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise http.client.LineTooLong("chunk size")
+        match = _CHUNK_SIZE_LINE.fullmatch(line)
+        size = _size(match)
+        if match is None or size is None:
+            self._refuse_chunk_size(line, cut=not line.endswith(b"\n") and _cut_short(line))
+        if match.group(2) == b"\n":
+            after = self.fp.read(1)
+            if after != b"\n":
+                self._refuse_chunk_size(line + after, cut=not after)
+        return size
+
+    def _refuse_chunk_size(self, line: bytes, cut: bool) -> NoReturn:
+        """End the body at a chunk-size line llhttp refuses: with a ValueError, which
+        http.client reports as a chunk size that is no number; with an IncompleteRead
+        when the body ended in a line that could still have been taken."""
+        self._close_conn()  # type: ignore[attr-defined]
+        if cut:
+            raise http.client.IncompleteRead(b"")
+        raise ValueError(f"invalid chunk-size line: {line[:40]!r}")
+
+
+def _size(match: Optional[re.Match[bytes]]) -> Optional[int]:
+    """The size a chunk-size line announces, or None when llhttp refuses it."""
+    if match is None:
+        return None
+    size = int(match.group(1), 16)
+    return size if size <= _MAX_CHUNK_SIZE else None
+
+
+def _cut_short(line: bytes) -> bool:
+    """Whether ``line``, the body's last bytes, begins a chunk-size line llhttp takes."""
+    return any(_size(_CHUNK_SIZE_LINE.fullmatch(line + end)) is not None for end in _LINE_ENDS)
 
 
 class _Opened:
