@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._answer import Answer
 from ._core.decoder import DEFAULT_MAX_EVENT_SIZE, MAX_EVENT_DEPTH, EventDecoder, decode
+from ._core.files import bucket_message
 from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
@@ -75,6 +76,7 @@ __all__ = [
     "StreamError",
     "Timeout",
     "__version__",
+    "bucket_message",
     "decode",
 ]
 

@@ -63,6 +63,7 @@ class Answer:
     """
 
     __slots__ = (
+        "_base_url",
         "_catch_up",
         "_chunks",
         "_content",
@@ -99,6 +100,8 @@ class Answer:
         self._conversation: Dict[str, Any] = {}
         self._media: List[str] = []
         self._events = 0
+        # The server's root, which the stream sets: media URLs are relative to it.
+        self._base_url: Optional[str] = None
 
     provider: _Field[Optional[Dict[str, Any]]] = _Field(
         "The ``provider`` event's payload: ``{name, label, url, model}``."
@@ -117,7 +120,6 @@ class Answer:
     conversation: _Field[Dict[str, Any]] = _Field(
         "Provider state to send back next turn, merged: ``{ProviderName: state}``."
     )
-    media: _Field[List[str]] = _Field("URLs of media (images, audio) the answer carried.")
     events: _Field[int] = _Field("How many events were gathered.")
 
     @property
@@ -142,6 +144,25 @@ class Answer:
         if self._catch_up is not None:
             self._catch_up()
         return "".join(self._reasoning)
+
+    @property
+    def media(self) -> List[str]:
+        """URLs of the media (images, audio, video) the answer carried, absolute.
+
+        g4f sends them relative to its root (``/media/...``, ``/images/...``,
+        ``/thumbnail/...``, ``/files/<bucket>/media/<name>``); they are given
+        here against the client's ``base_url`` (a path prefix of it kept), so
+        they can be opened or passed to ``client.download()`` as they are.
+        Absolute URLs and ``data:`` URIs are unchanged.
+        """
+        if self._catch_up is not None:
+            self._catch_up()
+        base = self._base_url
+        if base is None:
+            return list(self._media)
+        from ._core.files import resolve_url
+
+        return [resolve_url(base, url) for url in self._media]
 
     @property
     def provider_name(self) -> Optional[str]:

@@ -96,7 +96,8 @@ def test_create_text_reads_the_whole_streamed_answer(
 
 def test_create_text_with_an_unknown_provider_is_a_404(client_kind: str) -> None:
     with BackendApiTestServer(known_providers={"OpenaiChat"}) as server:
-        with pytest.raises(APIStatusError, match="Provider not found") as caught:
+        # g4f's create route words an unknown model and an unknown provider alike.
+        with pytest.raises(APIStatusError, match="Model or provider not found") as caught:
             call(client_kind, server.url, "create_text", "x", provider="Nope")
         assert caught.value.status_code == 404
 

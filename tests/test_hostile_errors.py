@@ -153,6 +153,9 @@ def test_the_default_limits_are_the_documented_ones() -> None:
         "providers": 16 * MiB,
         "create_text": 16 * MiB,
         "upload": 1 * MiB,
+        "read_bucket": 64 * MiB,
+        "delete_bucket": 64 * 1024,
+        "download": 256 * MiB,
     }
 
 

@@ -11,17 +11,48 @@ the stream loop, every call) is the same in both. Below the transport
 from __future__ import annotations
 
 import logging
+import os
+from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Type
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Dict,
+    List,
+    Optional,
+    Sequence,
+    Type,
+    Union,
+)
 
 from .._answer import Answer
 from .._core.client import ClientCore
 from .._core.exchange import Exchange
+from .._core.files import (
+    PartialFile,
+    bucket_events_call,
+    check_download_path,
+    check_folder,
+    create_call,
+    delete_bucket_call,
+    download_call,
+    is_text_answer,
+    media_answer_error,
+    media_filename,
+    read_bucket_call,
+    resolve_url,
+    text_answer_error,
+    text_media_target,
+    unique_paths,
+    write_data_uri,
+)
 from .._core.media import MediaInput
 from .._core.options import ERROR_BODY_LIMIT
+from .._core.redirect import REDIRECT_STATUSES, redirected
 from .._core.request import Messages
 from .._core.stream import StreamState
-from .._errors import BackendApiError
+from .._errors import BackendApiError, InvalidInputError
 from .._events import RawResponse, _set_fields
 from .._events import _new as _new_event
 from .._transports import TransportError
@@ -127,15 +158,207 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
         *,
         model: Optional[str] = None,
         provider: Optional[str] = None,
+        web_search: Union[bool, str, None] = None,
+        filter_markdown: Union[bool, str, None] = None,
+        cache: Union[bool, str, None] = None,
+        audio: bool = False,
+        stream: bool = False,
         max_response_size: Optional[int] = None,
     ) -> str:
-        """The plain-text ``GET /backend-api/v2/create`` endpoint: one prompt, the answer's text.
+        """``GET /backend-api/v2/create``: one prompt, the answer's text.
+
+        Every parameter g4f's route reads: ``web_search`` (True, or a search
+        query of its own), ``filter_markdown`` (True: the first fenced code
+        block of the answer; a language tag such as ``"json"``, or several
+        separated by commas: that block only if it is one of them, else an
+        empty answer), ``cache`` (a key, or True: the server keeps the answer
+        and sends it again for the same key and parameters), ``audio`` (ask for
+        an audio answer), ``stream`` (let the provider stream; the text arrives
+        streamed either way, and g4f ignores it with ``filter_markdown`` or
+        ``cache``). Redirects are followed (see :class:`ClientCore`). An answer
+        that is media bytes raises :class:`DecodeError`: :meth:`create_media`
+        saves those. An audio answer arrives as a ``data:`` URI in the text.
 
         Reads at most ``max_response_size`` bytes (default 16 MiB; see :meth:`version`).
         """
-        call = self._create_text_call(prompt, model, provider, max_response_size)
+        options = dict(
+            model=model, provider=provider, web_search=web_search,
+            filter_markdown=filter_markdown, cache=cache, audio=audio, stream=stream,
+        )  # fmt: skip
+        call = create_call(self, prompt, options, max_response_size, "create_text")
+        call.start_clock(self.timeout.total)
+        response = await self._send(call)
+        content_type = response.headers.get("Content-Type", "")
+        if response.status < 300 and not is_text_answer(content_type):
+            response.close()
+            raise media_answer_error(call, content_type)
+        result: str = await self._result(call, response, json=False)
+        return result
+
+    async def create_media(
+        self,
+        prompt: str,
+        path: Union[str, os.PathLike[str]],
+        *,
+        model: Optional[str] = None,
+        provider: Optional[str] = None,
+        web_search: Union[bool, str, None] = None,
+        cache: Union[bool, str, None] = None,
+        audio: bool = False,
+        max_response_size: Optional[int] = None,
+    ) -> str:
+        """``GET /backend-api/v2/create`` for an image, audio or video; saved to ``path``.
+
+        g4f answers a media request in one of three ways, all handled: the
+        media's bytes (possibly after a redirect), a URL alone as the text
+        (``/media/...`` or another server's: it is downloaded), or a ``data:``
+        URI as the text (audio: it is decoded). The parameters are
+        :meth:`create_text`'s. ``path`` is checked as in :meth:`download`;
+        a text answer that names no media raises :class:`DecodeError`. Writes
+        at most ``max_response_size`` bytes (default 256 MiB, see :meth:`download`).
+        Returns ``path``.
+        """
+        target = check_download_path(path)
+        options = dict(
+            model=model, provider=provider, web_search=web_search,
+            cache=cache, audio=audio,
+        )  # fmt: skip
+        call = create_call(self, prompt, options, max_response_size, "download")
+        call.start_clock(self.timeout.total)
+        response = await self._send(call)
+        content_type = response.headers.get("Content-Type", "")
+        if response.status >= 300 or not is_text_answer(content_type):
+            await self._save(call, response, target)
+            return target
+        text: str = await self._result(call, response, json=False)
+        named = text_media_target(text)
+        if named is None:
+            raise text_answer_error(call, text)
+        if named[:5].lower() == "data:":
+            await self._transport.run_blocking(partial(write_data_uri, named, target, call))
+            return target
+        return await self.download(named, target, max_response_size=max_response_size)
+
+    def bucket_events(
+        self, bucket_id: str, *, delete_files: bool = True, refine: bool = False
+    ) -> AsyncStream:
+        """``GET /backend-api/v2/files/<bucket_id>/stream``: the server reading a bucket.
+
+        The :class:`AsyncStream` of its progress events, read as a
+        conversation's (the same close rules, timeouts and limits); each
+        event's ``type`` is g4f's ``action``: ``download`` (``count``: URLs
+        fetched), ``load`` or ``refine`` (``size``: bytes of text so far),
+        ``media`` (``filename``), ``delete_files``, then ``done`` (``size``:
+        the whole text's). The events carry no text: :meth:`read_bucket`
+        reads it, or :func:`bucket_message` hands it to a model. An error the
+        server reports raises :class:`StreamError`. ``delete_files`` and
+        ``refine`` are :meth:`read_bucket`'s.
+
+        >>> async for event in client.bucket_events(bucket):  # doctest: +SKIP
+        ...     print(event.type, event.get("size"))
+        """
+        return AsyncStream(self, bucket_events_call(self, bucket_id, delete_files, refine))
+
+    async def read_bucket(
+        self,
+        bucket_id: str,
+        *,
+        delete_files: bool = True,
+        refine: bool = False,
+        max_response_size: Optional[int] = None,
+    ) -> str:
+        """``GET /backend-api/v2/files/<bucket_id>``: the text of a bucket's documents.
+
+        As g4f does by default, ``delete_files=True`` deletes the uploaded
+        documents once their text was extracted (the text stays, cached in the
+        bucket: a second read returns it too); ``delete_files=False`` keeps
+        them. ``refine=True`` asks for the text refined with spaCy (g4f's
+        ``refine_chunks_with_spacy``; the server needs spaCy installed). A
+        bucket the server does not have raises :class:`APIStatusError` (404).
+
+        Reads at most ``max_response_size`` bytes (default 64 MiB; see :meth:`version`).
+        """
+        call = read_bucket_call(self, bucket_id, delete_files, refine, max_response_size)
         result: str = await self._fetch(call, json=False)
         return result
+
+    async def delete_bucket(
+        self, bucket_id: str, *, max_response_size: Optional[int] = None
+    ) -> Dict[str, Any]:
+        """``DELETE /backend-api/v2/files/<bucket_id>``: the bucket and all it holds.
+
+        Returns the server's ``{"message": "Bucket deleted successfully"}``; a
+        bucket the server does not have raises :class:`APIStatusError` (404).
+        """
+        call = delete_bucket_call(self, bucket_id, max_response_size)
+        result: Dict[str, Any] = await self._fetch(call, json=True)
+        return result
+
+    async def download(
+        self,
+        url: str,
+        path: Union[str, os.PathLike[str]],
+        *,
+        max_response_size: Optional[int] = None,
+    ) -> str:
+        """Stream the media at ``url`` to the file ``path``; return ``path``.
+
+        ``url`` is absolute, or a path on the server (``/media/cat.png``, as
+        events carry them). Redirects are followed; the client's headers and
+        credentials go to the server's own origin only. The body is written
+        to a temporary file beside ``path`` and renamed to it at the end, so
+        ``path`` never holds a partial file: past ``max_response_size`` bytes (else the
+        client's ``max_response_size``, else 256 MiB) the temporary file is
+        removed and :class:`ResponseTooLargeError` raised; any other failure
+        removes it too. A ``path`` that is a directory, or whose directory does
+        not exist, raises :class:`InvalidInputError` before any request
+        (:meth:`save_media` saves into a folder).
+        """
+        target = check_download_path(path)
+        if isinstance(url, str) and url[:5].lower() == "data:":
+            await self._transport.run_blocking(partial(write_data_uri, url, target, None))
+            return target
+        call = download_call(self, url, max_response_size)
+        call.start_clock(self.timeout.total)
+        await self._save(call, await self._send(call), target)
+        return target
+
+    async def save_media(
+        self,
+        answer: Union[Answer, Sequence[str]],
+        folder: Union[str, os.PathLike[str]],
+        *,
+        max_response_size: Optional[int] = None,
+    ) -> List[str]:
+        """Download every media of ``answer`` (or a list of URLs) into ``folder``.
+
+        ``folder`` is made if missing. Each file is named after its URL's last
+        path segment (made safe; ``media-<n>.<ext>`` for a ``data:`` URI), a
+        name met twice getting ``-2``, ``-3``... before its extension; a file
+        already there is replaced. One :meth:`download` each, in order, each
+        bounded by ``max_response_size``. Returns the paths written.
+
+        >>> cat = [{"role": "user", "content": "a cat"}]
+        >>> answer = await client.complete("flux", cat)  # doctest: +SKIP
+        >>> await client.save_media(answer, "out")  # doctest: +SKIP
+        ['out/1700000000_a_cat.png']
+        """
+        urls = answer.media if isinstance(answer, Answer) else answer
+        if isinstance(urls, str) or not isinstance(urls, (list, tuple)):
+            raise InvalidInputError(
+                f"answer must be an Answer or a list of URLs, not {type(urls).__name__}"
+            )
+        base = check_folder(folder)
+        base_url = self.base_url
+        absolute = [resolve_url(base_url, url) if isinstance(url, str) else url for url in urls]
+        for index, url in enumerate(absolute):
+            if not isinstance(url, str):
+                raise InvalidInputError(f"media[{index}] must be a str, not {type(url).__name__}")
+        await self._transport.run_blocking(partial(os.makedirs, base, exist_ok=True))
+        paths = unique_paths(base, [media_filename(url, i) for i, url in enumerate(absolute)])
+        for url, path in zip(absolute, paths):
+            await self.download(url, path, max_response_size=max_response_size)
+        return paths
 
     async def upload(
         self, bucket_id: str, files: MediaInput, *, max_response_size: Optional[int] = None
@@ -165,7 +388,10 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
 
     async def _fetch(self, exchange: Exchange, *, json: bool) -> Any:
         exchange.start_clock(self.timeout.total)
-        response = await self._send(exchange)
+        return await self._result(exchange, await self._send(exchange), json=json)
+
+    async def _result(self, exchange: Exchange, response: AiohttpResponse, *, json: bool) -> Any:
+        """Read ``response`` within the exchange's limit; its JSON or text, or its error."""
         status = response.status
         # An error's body is only quoted, so its start is enough; an answer is read
         # up to the call's limit. A read returns at most READ_SIZE bytes,
@@ -193,13 +419,46 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
         result = (status, response.reason, body, response.headers.get("Location"))
         return exchange.json_result(*result) if json else exchange.text_result(*result)
 
+    async def _save(self, exchange: Exchange, response: AiohttpResponse, target: str) -> None:
+        """Stream ``response``'s body to ``target`` through a :class:`PartialFile`."""
+        if response.status >= 300:
+            await self._result(exchange, response, json=False)  # raises its status error
+        limit = exchange.max_response_size
+        assert limit is not None
+        transport = self._transport
+        try:
+            file = await transport.run_blocking(partial(PartialFile, target))
+        except BaseException:
+            response.close()
+            raise
+        try:
+            while True:
+                try:
+                    data = await response.read()
+                except TransportError as failure:
+                    raise exchange.send_error(failure, self.timeout) from None
+                if not data:
+                    break
+                if file.size + len(data) > limit:
+                    raise exchange.too_large_error(limit)
+                await transport.run_blocking(partial(file.write, data))
+            await transport.run_blocking(file.commit)
+        except BaseException:  # a cancellation too: never a partial file left behind
+            file.discard()
+            raise
+        finally:
+            response.close()
+
     async def _send(self, exchange: Exchange) -> AiohttpResponse:
         """Send the request, retrying as :attr:`retry` allows; return the response's head.
 
         A request is asked again only while nothing of its response was read:
         after a failure that left the server no work (see
         :attr:`~backendapi._transports.Failure.retryable`) or a status that
-        says "try again", within the total timeout.
+        says "try again", within the total timeout. An exchange that follows
+        redirects (media and ``create`` GETs) goes where a 3xx's ``Location``
+        says, its credentials kept for the server's own origin
+        (``_core/redirect.py``); every other call returns the 3xx.
         """
         transport = self._transport
         timeout = self.timeout
@@ -228,7 +487,25 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
                 )
                 delay = exchange.retry_delay(wait)
                 if delay is None:
-                    return response
+                    location = response.headers.get("Location")
+                    if not (
+                        exchange.follow_redirects
+                        and response.status in REDIRECT_STATUSES
+                        and location
+                    ):
+                        return response
+                    response.close()
+                    exchange.hops += 1
+                    exchange.request = redirected(
+                        exchange.request,
+                        response.status,
+                        location,
+                        exchange.hops,
+                        exchange.origin,
+                        exchange.redact(location),
+                    )
+                    attempt = 0
+                    continue
                 response.close()
                 exchange.log_retry(attempt, delay, f"HTTP {response.status}")
             await transport.sleep(delay)

@@ -27,7 +27,6 @@ from .options import (
     coerce_timeout,
 )
 from .request import (
-    CREATE_PATH,
     MODELS_PATH,
     PROVIDERS_PATH,
     VERSION_PATH,
@@ -102,9 +101,11 @@ class ClientCore(Generic[SessionT, TransportT]):
       ``max_response_size=`` of its own, which wins. Streams are bounded per
       event instead (``max_event_size``).
 
-    Redirects are not followed: the conversation body carries the api key, and
-    a redirect must not carry it elsewhere; a 3xx response raises
-    :class:`APIStatusError`.
+    Redirects are not followed by the conversation POST (its body carries the
+    api key) nor the JSON calls: a 3xx response raises :class:`APIStatusError`.
+    Media downloads and ``create`` answers follow up to 10, sending the
+    client's headers and credentials only to ``base_url``'s origin (see
+    ``backendapi/_core/redirect.py``).
     """
 
     _transport_class: ClassVar[Callable[..., Any]]
@@ -207,6 +208,7 @@ class ClientCore(Generic[SessionT, TransportT]):
         )
         core = StreamCore(request, self.max_event_size, self._secrets(key))
         core.loader = loader
+        core.answer._base_url = self.base_url  # for its relative media URLs
         return core
 
     def _headers(self) -> Mapping[str, str]:
@@ -252,16 +254,6 @@ class ClientCore(Generic[SessionT, TransportT]):
 
     def _providers_call(self, size: Optional[int]) -> Exchange:
         return self._get(PROVIDERS_PATH, self._limit("providers", size))
-
-    def _create_text_call(
-        self, prompt: object, model: Optional[str], provider: Optional[str], size: Optional[int]
-    ) -> Exchange:
-        if not isinstance(prompt, str) or not prompt:
-            raise InvalidInputError(f"prompt must be a non-empty str, got {prompt!r}")
-        limit = self._limit("create_text", size)
-        exchange = self._get(CREATE_PATH, limit, prompt=prompt, model=model, provider=provider)
-        exchange.request.headers["Accept"] = "text/plain"
-        return exchange
 
     def _upload_call(self, bucket_id: object, files: object, size: Optional[int]) -> Exchange:
         limit = self._limit("upload", size)

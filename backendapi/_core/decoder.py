@@ -14,7 +14,7 @@ SSE field, so the two may even be mixed in one stream.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .._errors import DecodeError, EventTooLargeError, IncompleteStreamError, excerpt
 from .._events import RawResponse
@@ -120,6 +120,9 @@ class EventDecoder:
         # and the stream wraps each in a RawResponse as it hands it out.
         self._raw_dicts = False
         self._too_deep = False  # set when an event is refused for nesting too deep
+        # The type of an event object without a "type" field (a bucket's progress
+        # events name theirs "action"); None: such an event is a DecodeError.
+        self._type_of: Optional[Callable[[Dict[str, Any]], Optional[str]]] = None
 
     @property
     def done(self) -> bool:
@@ -570,6 +573,8 @@ class EventDecoder:
         if not isinstance(obj, dict):
             raise DecodeError(f"event is not a JSON object: {excerpt(payload)}")
         if "type" not in obj:
+            if not event_name and self._type_of is not None:
+                event_name = self._type_of(obj)
             if not event_name:
                 raise DecodeError(f"event has no 'type' field: {excerpt(payload)}")
             obj = {"type": event_name, **obj}

@@ -47,6 +47,12 @@ class Exchange:
         """Builds :attr:`request` in full, files read, when it goes out; None once built."""
         self.max_response_size: Optional[int] = None
         """Most body bytes (decompressed) a plain call reads before it raises."""
+        self.follow_redirects = False
+        """Follow a 3xx's ``Location`` (GETs of media and ``create`` only: see ``redirect.py``)."""
+        self.origin: Optional[str] = None
+        """The server's own origin: the only one a followed redirect sends credentials to."""
+        self.hops = 0
+        """Redirects followed so far."""
         self._spellings: Optional[Tuple[str, ...]] = None  # of the secrets: see redact
 
     # -- the total timeout ------------------------------------------------------------------
@@ -170,6 +176,13 @@ class Exchange:
         """
         url = self.request.url
         reason = self.redact(reason)
+        if 300 <= status < 400 and self.follow_redirects:
+            return APIStatusError(
+                self.redact(f"HTTP {status} {reason}: a redirect without a usable Location"),
+                status_code=status,
+                url=url,
+                reason=reason,
+            )
         if 300 <= status < 400:
             return APIStatusError(
                 self.redact(

@@ -33,6 +33,9 @@ DEFAULT_MAX_RESPONSE_SIZES: Mapping[str, int] = MappingProxyType(
         "providers": 16 * _MiB,
         "create_text": 16 * _MiB,
         "upload": 1 * _MiB,
+        "read_bucket": 64 * _MiB,
+        "delete_bucket": 64 * 1024,
+        "download": 256 * _MiB,
     }
 )
 """Most body bytes (decompressed) each plain call reads before it raises

@@ -38,7 +38,6 @@ VERSION_PATH = "/backend-api/v2/version"
 MODELS_PATH = "/backend-api/v2/models"
 PROVIDERS_PATH = "/backend-api/v2/providers"
 CREATE_PATH = "/backend-api/v2/create"
-_BUCKET_ID = re.compile(r"[A-Za-z0-9_-]+")
 USER_AGENT = f"backendapi-python/{__version__}"
 
 Messages = Sequence[Mapping[str, Any]]
@@ -252,10 +251,9 @@ def plan_upload_request(
     Returns a request without a body and the loader that reads the files and
     builds the full request (see :func:`plan_conversation_request`).
     """
-    if not isinstance(bucket_id, str) or not bucket_id or not _BUCKET_ID.fullmatch(bucket_id):
-        raise InvalidInputError(
-            f"bucket_id must be a non-empty str of letters, digits, '-' and '_', got {bucket_id!r}"
-        )
+    from .files import check_bucket_id  # files builds on this module
+
+    check_bucket_id(bucket_id)
     entries = check_media(files, "files")  # type: ignore[arg-type]
     if not entries:
         raise InvalidInputError("files must hold at least one file")

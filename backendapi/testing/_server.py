@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import ssl
 import threading
 from collections import deque
@@ -12,22 +11,13 @@ from typing import Any, final
 
 from aiohttp import web
 
-from ._recording import RecordedRequest, UploadedFile, record
+from ._files import Storage, add_file_routes
+from ._recording import RecordedRequest, record
 from ._replies import MODEL, PROVIDER, Reply, error_document
-from ._sending import send_reply, send_text
+from ._sending import send_reply
 
 _CONVERSATION_PATH = "/backend-api/v2/conversation"
-_MEDIA_TYPES = ("image/", "audio/", "video/")
 _VERSION = "8.8.6"
-
-
-def _is_media(upload: UploadedFile) -> bool:
-    """True for an image, audio or video file, by its Content-Type or else its name."""
-    content_type = upload.content_type.lower()
-    if content_type.startswith(_MEDIA_TYPES):
-        return True
-    guessed, _ = mimetypes.guess_type(upload.filename)
-    return bool(guessed and guessed.startswith(_MEDIA_TYPES))
 
 
 def _origin(host: str, ssl_context: ssl.SSLContext | None) -> str:
@@ -138,6 +128,8 @@ class BackendApiTestServer:
         self.default_reply = Reply.answer("Hello from the test server")
         #: The text ``GET /backend-api/v2/create`` sends back; None echoes the ``prompt``.
         self.create_text_reply: str | None = None
+        #: The buckets, media files and redirects of the routes in ``_files.py``.
+        self.storage = Storage()
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         # Guards _replies and _requests, and wakes wait_for_requests().
@@ -306,8 +298,7 @@ class BackendApiTestServer:
         app.router.add_get("/backend-api/v2/models", self._handle_models)
         app.router.add_get("/backend-api/v2/models/{provider}", self._handle_provider_models)
         app.router.add_get("/backend-api/v2/providers", self._handle_providers)
-        app.router.add_get("/backend-api/v2/create", self._handle_create)
-        app.router.add_post("/backend-api/v2/files/{bucket_id}", self._handle_files)
+        add_file_routes(app, self)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         return app
 
@@ -384,35 +375,6 @@ class BackendApiTestServer:
             "count": False,
         }
         return web.json_response([model])
-
-    async def _handle_create(self, request: web.Request) -> web.StreamResponse:
-        recorded = await self._record(request)
-        try:
-            prompt = request.query.get("prompt")
-            if not prompt:
-                return _json_error(400, "Missing prompt")
-            provider = request.query.get("provider")
-            if self._rejects_provider(provider):
-                # g4f's create endpoint reports errors as "<ExceptionName>: <message>".
-                return _json_error(404, f"ProviderNotFoundError: Provider not found: {provider}")
-            text = prompt if self.create_text_reply is None else self.create_text_reply
-            return await send_text(request, text, recorded)
-        finally:
-            recorded.finished.set()
-
-    async def _handle_files(self, request: web.Request) -> web.Response:
-        recorded = await self._record_finished(request)
-        documents: list[str] = []
-        media: list[dict[str, str]] = []
-        for upload in recorded.files:
-            if upload.name != "files":
-                continue
-            if _is_media(upload):
-                media.append({"name": upload.filename})
-            else:
-                documents.append(upload.filename)
-        bucket_id = request.match_info["bucket_id"]
-        return web.json_response({"bucket_id": bucket_id, "files": documents, "media": media})
 
     async def _handle_unknown(self, request: web.Request) -> web.Response:
         await self._record_finished(request)
