@@ -21,6 +21,7 @@ from ._core.decoder import DEFAULT_MAX_EVENT_SIZE, MAX_EVENT_DEPTH, EventDecoder
 from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
+from ._core.routes import Speech
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -71,6 +72,7 @@ __all__ = [
     "RawResponse",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "Speech",
     "Stream",
     "StreamError",
     "Timeout",

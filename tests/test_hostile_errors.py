@@ -153,6 +153,15 @@ def test_the_default_limits_are_the_documented_ones() -> None:
         "providers": 16 * MiB,
         "create_text": 16 * MiB,
         "upload": 1 * MiB,
+        "quota": 1 * MiB,
+        "health": 1 * MiB,
+        "status": 64 * 1024,
+        "stats": 16 * MiB,
+        "usage": 64 * MiB,
+        "record_usage": 64 * 1024,
+        "logs": 16 * MiB,
+        "log": 64 * 1024,
+        "synthesize": 64 * MiB,
     }
 
 

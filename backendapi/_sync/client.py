@@ -12,9 +12,23 @@ the stream loop, every call) is the same in both. Below the transport
 
 from __future__ import annotations
 
+import datetime
+import functools
 import logging
+import os
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Type
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+    Union,
+)
 
 from .._answer import Answer
 from .._core.client import ClientCore
@@ -22,6 +36,22 @@ from .._core.exchange import Exchange
 from .._core.media import MediaInput
 from .._core.options import ERROR_BODY_LIMIT
 from .._core.request import Messages
+from .._core.routes import (
+    PartFile,
+    Speech,
+    check_target,
+    jsonl_records,
+    key_for,
+    log_call,
+    logs_call,
+    provider_call,
+    record_usage_call,
+    stats_call,
+    status_call,
+    synthesize_call,
+    usage_call,
+    with_key,
+)
 from .._core.stream import StreamState
 from .._errors import BackendApiError
 from .._events import RawResponse, _set_fields
@@ -106,13 +136,24 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
         return result
 
     def models(
-        self, provider: Optional[str] = None, *, max_response_size: Optional[int] = None
+        self,
+        provider: Optional[str] = None,
+        *,
+        api_key: Optional[str] = None,
+        max_response_size: Optional[int] = None,
     ) -> Any:
         """All models as ``{provider: [model ids]}``, or one provider's model objects.
 
-        Reads at most ``max_response_size`` bytes (default 16 MiB; see :meth:`version`).
+        For one provider, ``api_key`` (else the client's) goes in the
+        ``x-api-key`` header, which g4f hands the provider to list the models
+        that key unlocks. Reads at most ``max_response_size`` bytes (default
+        16 MiB; see :meth:`version`).
         """
-        return self._fetch(self._models_call(provider, max_response_size), json=True)
+        key = key_for(self, api_key)
+        call = self._models_call(provider, max_response_size)
+        if provider is not None:
+            with_key(self, call, key)
+        return self._fetch(call, json=True)
 
     def providers(self, *, max_response_size: Optional[int] = None) -> List[Dict[str, Any]]:
         """The server's providers (``name``, ``label``, ``auth``, ``vision``...).
@@ -149,6 +190,149 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
         """
         call = self._upload_call(bucket_id, files, max_response_size)
         return self._fetch(call, json=True)
+
+    def synthesize(
+        self,
+        provider: str,
+        text: Optional[str] = None,
+        *,
+        params: Optional[Mapping[str, Union[str, int, float]]] = None,
+        path: Union[str, os.PathLike[str], None] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Speech:
+        """Text to speech: ``GET .../synthesize/<provider>``, the audio it streams back.
+
+        ``text`` (sent as ``text=``) and ``params`` go in the query, as the
+        provider reads them: Gemini takes ``text``; OpenaiChat takes the
+        ``synthesize`` event's data (``conversation_id``, ``message_id``,
+        ``voice``). Without ``path`` the audio is returned in
+        :attr:`Speech.data`; with it, the audio is written there as it
+        arrives, under a temporary name beside it that is renamed to ``path``
+        once all of it came (after any failure, nothing is left behind and an
+        existing file at ``path`` is untouched). ``path`` must not be a
+        directory, and its folder must exist. At most ``max_response_size``
+        bytes are taken (default 64 MiB) before :class:`ResponseTooLargeError`.
+        """
+        call = synthesize_call(self, provider, text, params, max_response_size)
+        sink = None if path is None else PartFile(check_target(path))
+        response, body = self._receive(call, sink)
+        content_type = response.headers.get("Content-Type") or "application/octet-stream"
+        if sink is None:
+            return Speech(content_type, len(body), data=body)
+        return Speech(content_type, sink.written, path=sink.target)
+
+    def quota(
+        self,
+        provider: str,
+        *,
+        api_key: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Any:
+        """What is left of a provider's quota, as the provider reports it (most give a dict).
+
+        ``api_key`` (else the client's) goes in the ``x-api-key`` header.
+        g4f answers 401 "Authentication required" when the provider needs a
+        key and got none, 501 when it cannot tell, 404 for an unknown
+        provider: each an :class:`APIStatusError`. Reads at most
+        ``max_response_size`` bytes (default 1 MiB).
+        """
+        call = provider_call(self, "quota", provider, api_key, max_response_size)
+        return self._fetch(call, json=True)
+
+    def health(
+        self,
+        provider: str,
+        *,
+        api_key: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Any:
+        """Whether a provider answers: ``{"url", "status", "ok", "quota", "error"?}``.
+
+        g4f probes the provider's own health (or models) URL, never a chat
+        turn; a provider it cannot reach is ``"ok": False`` in a 200 answer.
+        ``api_key`` and the errors are as for :meth:`quota`. Reads at most
+        ``max_response_size`` bytes (default 1 MiB).
+        """
+        call = provider_call(self, "health", provider, api_key, max_response_size)
+        return self._fetch(call, json=True)
+
+    def status(self, *, max_response_size: Optional[int] = None) -> Dict[str, Any]:
+        """The server at a glance: ``status``, ``version``, ``total_providers``, ``timestamp``...
+
+        Reads at most ``max_response_size`` bytes (default 64 KiB).
+        """
+        result: Dict[str, Any] = self._fetch(status_call(self, max_response_size), json=True)
+        return result
+
+    def stats(
+        self,
+        *,
+        days: Optional[int] = None,
+        user: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Token counts the server was told of, summed: ``days``, ``models``, ``providers``...
+
+        Covers the last ``days`` days (1 to 365; the server's default is 30),
+        of one ``user`` if given. The server counts only what clients recorded
+        (see :meth:`record_usage`). Reads at most ``max_response_size`` bytes
+        (default 16 MiB).
+        """
+        call = stats_call(self, days, user, max_response_size)
+        result: Dict[str, Any] = self._fetch(call, json=True)
+        return result
+
+    def usage(
+        self, date: Union[str, datetime.date], *, max_response_size: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        """The usage records of one day (``"YYYY-MM-DD"`` or a ``datetime.date``), oldest first.
+
+        A day without records is g4f's 404 "No usage data found for this
+        date", an :class:`APIStatusError`. Reads at most ``max_response_size``
+        bytes (default 64 MiB).
+        """
+        call = usage_call(self, date, max_response_size)
+        return jsonl_records(self._fetch(call, json=False))
+
+    def record_usage(
+        self,
+        model: str,
+        provider: str,
+        usage: Optional[Mapping[str, Any]] = None,
+        *,
+        user: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> None:
+        """Add a turn's token counts to the server's records, as its web page does after a turn.
+
+        The server keeps ``{"user", "model", "provider", **usage}`` under
+        today's date; :meth:`stats` and :meth:`usage` read them back. ``user``
+        goes in the ``x-user`` header (the server files records without one
+        under ``"unknown"``). Reads at most ``max_response_size`` bytes of
+        the answer (default 64 KiB).
+        """
+        call = record_usage_call(self, model, provider, usage, user, max_response_size)
+        self._fetch(call, json=True)
+
+    def logs(
+        self, *, limit: int = 100, max_response_size: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        """The newest records of the server's client log (last seven days), newest first.
+
+        At most ``limit`` of them. Reads at most ``max_response_size`` bytes
+        (default 16 MiB).
+        """
+        result = self._fetch(logs_call(self, limit, max_response_size), json=True)
+        records = result.get("logs") if isinstance(result, dict) else None
+        return list(records) if isinstance(records, list) else []
+
+    def log(self, record: Mapping[str, Any], *, max_response_size: Optional[int] = None) -> None:
+        """Add one record (a JSON object) to the server's client log, which :meth:`logs` reads.
+
+        The server adds the request's ``Origin`` header as ``origin``. Reads at
+        most ``max_response_size`` bytes of the answer (default 64 KiB).
+        """
+        self._fetch(log_call(self, record, max_response_size), json=True)
 
     def close(self) -> None:
         """Close the client's own session and its connections (a caller's session is left open)."""
@@ -194,6 +378,58 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
             body = body[:limit]
         result = (status, response.reason, body, response.headers.get("Location"))
         return exchange.json_result(*result) if json else exchange.text_result(*result)
+
+    def _receive(
+        self, exchange: Exchange, sink: Optional[PartFile]
+    ) -> Tuple[RequestsResponse, bytes]:
+        """Send the request and read its whole answer, into ``sink`` when one is given.
+
+        Returns the response (its head) and the body read into memory (b""
+        when it went to ``sink``, which is then committed). A status >= 300
+        raises, its start quoted; past the exchange's ``max_response_size``
+        (counted decompressed) :class:`ResponseTooLargeError`; on any failure
+        ``sink`` is discarded.
+        """
+        exchange.start_clock(self.timeout.total)
+        response = self._send(exchange)
+        status = response.status
+        failed = status >= 300
+        limit = ERROR_BODY_LIMIT if failed else exchange.max_response_size
+        assert limit is not None
+        run = self._transport.run_blocking
+        to_file = sink is not None and not failed
+        parts: List[bytes] = []
+        size = 0
+        try:
+            if to_file:
+                assert sink is not None
+                run(sink.open)
+            while size <= limit:
+                data = response.read()
+                if not data:
+                    break
+                size += len(data)
+                if to_file and size <= limit:
+                    assert sink is not None
+                    run(functools.partial(sink.write, data))
+                else:
+                    parts.append(data)
+            if size > limit and not failed:
+                raise exchange.too_large_error(limit)
+            body = b"".join(parts)[:limit]
+            if failed:
+                location = response.headers.get("Location")
+                raise exchange.status_error(status, response.reason, body, location)
+            if to_file:
+                assert sink is not None
+                run(sink.commit)
+        except TransportError as failure:
+            raise exchange.send_error(failure, self.timeout) from None
+        finally:
+            response.close()
+            if sink is not None:
+                sink.discard()  # nothing left once committed; else the partial file goes
+        return response, body
 
     def _send(self, exchange: Exchange) -> RequestsResponse:
         """Send the request, retrying as :attr:`retry` allows; return the response's head.
