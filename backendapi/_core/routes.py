@@ -22,7 +22,13 @@ from urllib.parse import quote, urlencode
 
 from .._errors import InvalidInputError
 from .exchange import Exchange
-from .request import PreparedRequest, build_get_request, encode_json_body, merge_headers
+from .request import (
+    _HEADER_VALUE,
+    PreparedRequest,
+    build_get_request,
+    encode_json_body,
+    merge_headers,
+)
 
 if TYPE_CHECKING:
     from .client import ClientCore
@@ -71,9 +77,10 @@ def key_for(core: ClientCore[Any, Any], api_key: object) -> Optional[str]:
 def with_key(core: ClientCore[Any, Any], exchange: Exchange, key: Optional[str]) -> Exchange:
     """Send ``key`` in the ``x-api-key`` header, and scrub it wherever the client scrubs keys."""
     if key is not None:
-        if not key.isascii() or any(ch in key for ch in "\r\n"):
+        if not _HEADER_VALUE.fullmatch(key):
             raise InvalidInputError(
-                "api_key goes in the x-api-key header here, so it must be ASCII with no line break"
+                "api_key goes in the x-api-key header here, so it must be ASCII "
+                "with no control character"
             )
         exchange.request.headers[API_KEY_HEADER] = key
         exchange.secrets = core._secrets(key)
@@ -176,8 +183,10 @@ def record_usage_call(
         )
     headers: Dict[str, str] = {}
     if user is not None:
-        if not isinstance(user, str) or not user or not user.isascii() or "\n" in user:
-            raise InvalidInputError(f"user must be a non-empty ASCII str, got {user!r}")
+        if not isinstance(user, str) or not user or not _HEADER_VALUE.fullmatch(user):
+            raise InvalidInputError(
+                f"user must be a non-empty ASCII str with no control character, got {user!r}"
+            )
         headers[USER_HEADER] = user
     body = {**usage, "model": model, "provider": provider}
     return post_json_call(core, f"{V2}/usage", body, size, "record_usage", headers)
