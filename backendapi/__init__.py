@@ -22,6 +22,7 @@ from ._core.files import bucket_message
 from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
+from ._core.routes import Speech
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -72,6 +73,7 @@ __all__ = [
     "RawResponse",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "Speech",
     "Stream",
     "StreamError",
     "Timeout",

@@ -156,6 +156,15 @@ def test_the_default_limits_are_the_documented_ones() -> None:
         "read_bucket": 64 * MiB,
         "delete_bucket": 64 * 1024,
         "download": 256 * MiB,
+        "quota": 1 * MiB,
+        "health": 1 * MiB,
+        "status": 64 * 1024,
+        "stats": 16 * MiB,
+        "usage": 64 * MiB,
+        "record_usage": 64 * 1024,
+        "logs": 16 * MiB,
+        "log": 64 * 1024,
+        "synthesize": 64 * MiB,
     }
 
 

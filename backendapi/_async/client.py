@@ -10,9 +10,11 @@ the stream loop, every call) is the same in both. Below the transport
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -20,8 +22,10 @@ from typing import (
     AsyncIterator,
     Dict,
     List,
+    Mapping,
     Optional,
     Sequence,
+    Tuple,
     Type,
     Union,
 )
@@ -51,6 +55,20 @@ from .._core.media import MediaInput
 from .._core.options import ERROR_BODY_LIMIT
 from .._core.redirect import REDIRECT_STATUSES, redirected
 from .._core.request import Messages
+from .._core.routes import (
+    Speech,
+    jsonl_records,
+    key_for,
+    log_call,
+    logs_call,
+    provider_call,
+    record_usage_call,
+    stats_call,
+    status_call,
+    synthesize_call,
+    usage_call,
+    with_key,
+)
 from .._core.stream import StreamState
 from .._errors import BackendApiError, InvalidInputError
 from .._events import RawResponse, _set_fields
@@ -135,13 +153,24 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
         return result
 
     async def models(
-        self, provider: Optional[str] = None, *, max_response_size: Optional[int] = None
+        self,
+        provider: Optional[str] = None,
+        *,
+        api_key: Optional[str] = None,
+        max_response_size: Optional[int] = None,
     ) -> Any:
         """All models as ``{provider: [model ids]}``, or one provider's model objects.
 
-        Reads at most ``max_response_size`` bytes (default 16 MiB; see :meth:`version`).
+        For one provider, ``api_key`` (else the client's) goes in the
+        ``x-api-key`` header, which g4f hands the provider to list the models
+        that key unlocks. Reads at most ``max_response_size`` bytes (default
+        16 MiB; see :meth:`version`).
         """
-        return await self._fetch(self._models_call(provider, max_response_size), json=True)
+        key = key_for(self, api_key)
+        call = self._models_call(provider, max_response_size)
+        if provider is not None:
+            with_key(self, call, key)
+        return await self._fetch(call, json=True)
 
     async def providers(self, *, max_response_size: Optional[int] = None) -> List[Dict[str, Any]]:
         """The server's providers (``name``, ``label``, ``auth``, ``vision``...).
@@ -371,6 +400,156 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
         call = self._upload_call(bucket_id, files, max_response_size)
         return await self._fetch(call, json=True)
 
+    async def synthesize(
+        self,
+        provider: str,
+        text: Optional[str] = None,
+        *,
+        params: Optional[Mapping[str, Union[str, int, float]]] = None,
+        path: Union[str, os.PathLike[str], None] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Speech:
+        """Text to speech: ``GET .../synthesize/<provider>``, the audio it streams back.
+
+        ``text`` (sent as ``text=``) and ``params`` go in the query, as the
+        provider reads them: Gemini takes ``text``; OpenaiChat takes the
+        ``synthesize`` event's data (``conversation_id``, ``message_id``,
+        ``voice``). Without ``path`` the audio is returned in
+        :attr:`Speech.data`; with it, the audio is written there as it
+        arrives, under a temporary name beside it that is renamed to ``path``
+        once all of it came (after any failure, nothing is left behind and an
+        existing file at ``path`` is untouched). ``path`` must not be a
+        directory, and its folder must exist. At most ``max_response_size``
+        bytes are taken (default 64 MiB) before :class:`ResponseTooLargeError`.
+        """
+        call = synthesize_call(self, provider, text, params, max_response_size)
+        target = None if path is None else check_download_path(path)
+        call.start_clock(self.timeout.total)
+        response = await self._send(call)
+        content_type = response.headers.get("Content-Type") or "application/octet-stream"
+        if target is not None:
+            size = await self._save(call, response, target)
+            return Speech(content_type, size, path=Path(target))
+        status, reason, body, location = await self._read_all(call, response)
+        if status >= 300:
+            raise call.status_error(status, reason, body, location)
+        return Speech(content_type, len(body), data=body)
+
+    async def quota(
+        self,
+        provider: str,
+        *,
+        api_key: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Any:
+        """What is left of a provider's quota, as the provider reports it (most give a dict).
+
+        ``api_key`` (else the client's) goes in the ``x-api-key`` header.
+        g4f answers 401 "Authentication required" when the provider needs a
+        key and got none, 501 when it cannot tell, 404 for an unknown
+        provider: each an :class:`APIStatusError`. Reads at most
+        ``max_response_size`` bytes (default 1 MiB).
+        """
+        call = provider_call(self, "quota", provider, api_key, max_response_size)
+        return await self._fetch(call, json=True)
+
+    async def health(
+        self,
+        provider: str,
+        *,
+        api_key: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Any:
+        """Whether a provider answers: ``{"url", "status", "ok", "quota", "error"?}``.
+
+        g4f probes the provider's own health (or models) URL, never a chat
+        turn; a provider it cannot reach is ``"ok": False`` in a 200 answer.
+        ``api_key`` and the errors are as for :meth:`quota`. Reads at most
+        ``max_response_size`` bytes (default 1 MiB).
+        """
+        call = provider_call(self, "health", provider, api_key, max_response_size)
+        return await self._fetch(call, json=True)
+
+    async def status(self, *, max_response_size: Optional[int] = None) -> Dict[str, Any]:
+        """The server at a glance: ``status``, ``version``, ``total_providers``, ``timestamp``...
+
+        Reads at most ``max_response_size`` bytes (default 64 KiB).
+        """
+        result: Dict[str, Any] = await self._fetch(status_call(self, max_response_size), json=True)
+        return result
+
+    async def stats(
+        self,
+        *,
+        days: Optional[int] = None,
+        user: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Token counts the server was told of, summed: ``days``, ``models``, ``providers``...
+
+        Covers the last ``days`` days (1 to 365; the server's default is 30),
+        of one ``user`` if given. The server counts only what clients recorded
+        (see :meth:`record_usage`). Reads at most ``max_response_size`` bytes
+        (default 16 MiB).
+        """
+        call = stats_call(self, days, user, max_response_size)
+        result: Dict[str, Any] = await self._fetch(call, json=True)
+        return result
+
+    async def usage(
+        self, date: Union[str, datetime.date], *, max_response_size: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        """The usage records of one day (``"YYYY-MM-DD"`` or a ``datetime.date``), oldest first.
+
+        A day without records is g4f's 404 "No usage data found for this
+        date", an :class:`APIStatusError`. Reads at most ``max_response_size``
+        bytes (default 64 MiB).
+        """
+        call = usage_call(self, date, max_response_size)
+        return jsonl_records(await self._fetch(call, json=False))
+
+    async def record_usage(
+        self,
+        model: str,
+        provider: str,
+        usage: Optional[Mapping[str, Any]] = None,
+        *,
+        user: Optional[str] = None,
+        max_response_size: Optional[int] = None,
+    ) -> None:
+        """Add a turn's token counts to the server's records, as its web page does after a turn.
+
+        The server keeps ``{"user", "model", "provider", **usage}`` under
+        today's date; :meth:`stats` and :meth:`usage` read them back. ``user``
+        goes in the ``x-user`` header (the server files records without one
+        under ``"unknown"``). Reads at most ``max_response_size`` bytes of
+        the answer (default 64 KiB).
+        """
+        call = record_usage_call(self, model, provider, usage, user, max_response_size)
+        await self._fetch(call, json=True)
+
+    async def logs(
+        self, *, limit: int = 100, max_response_size: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        """The newest records of the server's client log (last seven days), newest first.
+
+        At most ``limit`` of them. Reads at most ``max_response_size`` bytes
+        (default 16 MiB).
+        """
+        result = await self._fetch(logs_call(self, limit, max_response_size), json=True)
+        records = result.get("logs") if isinstance(result, dict) else None
+        return list(records) if isinstance(records, list) else []
+
+    async def log(
+        self, record: Mapping[str, Any], *, max_response_size: Optional[int] = None
+    ) -> None:
+        """Add one record (a JSON object) to the server's client log, which :meth:`logs` reads.
+
+        The server adds the request's ``Origin`` header as ``origin``. Reads at
+        most ``max_response_size`` bytes of the answer (default 64 KiB).
+        """
+        await self._fetch(log_call(self, record, max_response_size), json=True)
+
     async def aclose(self) -> None:
         """Close the client's own session and its connections (a caller's session is left open)."""
         await self._transport.aclose()
@@ -392,6 +571,13 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
 
     async def _result(self, exchange: Exchange, response: AiohttpResponse, *, json: bool) -> Any:
         """Read ``response`` within the exchange's limit; its JSON or text, or its error."""
+        result = await self._read_all(exchange, response)
+        return exchange.json_result(*result) if json else exchange.text_result(*result)
+
+    async def _read_all(
+        self, exchange: Exchange, response: AiohttpResponse
+    ) -> Tuple[int, str, bytes, Optional[str]]:
+        """Read ``response`` within the exchange's limit: status, reason, body, Location."""
         status = response.status
         # An error's body is only quoted, so its start is enough; an answer is read
         # up to the call's limit. A read returns at most READ_SIZE bytes,
@@ -416,11 +602,10 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
             if status < 300:
                 raise exchange.too_large_error(limit)
             body = body[:limit]
-        result = (status, response.reason, body, response.headers.get("Location"))
-        return exchange.json_result(*result) if json else exchange.text_result(*result)
+        return status, response.reason, body, response.headers.get("Location")
 
-    async def _save(self, exchange: Exchange, response: AiohttpResponse, target: str) -> None:
-        """Stream ``response``'s body to ``target`` through a :class:`PartialFile`."""
+    async def _save(self, exchange: Exchange, response: AiohttpResponse, target: str) -> int:
+        """Stream ``response``'s body to ``target`` through a :class:`PartialFile`; its size."""
         if response.status >= 300:
             await self._result(exchange, response, json=False)  # raises its status error
         limit = exchange.max_response_size
@@ -448,6 +633,7 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
             raise
         finally:
             response.close()
+        return file.size
 
     async def _send(self, exchange: Exchange) -> AiohttpResponse:
         """Send the request, retrying as :attr:`retry` allows; return the response's head.

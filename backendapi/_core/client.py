@@ -94,10 +94,12 @@ class ClientCore(Generic[SessionT, TransportT]):
       once (default 1000).
     * ``max_response_size``: most bytes (counted decompressed) a plain call
       (``models()``, ``version()``, ``providers()``, ``create_text()``,
-      ``upload()``) reads of an answer before it raises
-      :class:`ResponseTooLargeError`; None (the default) keeps each call's own
-      default (``DEFAULT_MAX_RESPONSE_SIZES``: 64 KiB for ``version()``, 1 MiB
-      for ``upload()``, 16 MiB for the others). Each call also takes a
+      ``upload()``, ``synthesize()``, ``quota()``, ``health()``, ``status()``,
+      ``stats()``, ``usage()``, ``record_usage()``, ``logs()``, ``log()``)
+      reads of an answer before it raises :class:`ResponseTooLargeError`; None
+      (the default) keeps each call's own default
+      (``DEFAULT_MAX_RESPONSE_SIZES``, by call name: 64 KiB for ``version()``,
+      1 MiB for ``upload()``, 64 MiB for ``synthesize()``...). Each call also takes a
       ``max_response_size=`` of its own, which wins. Streams are bounded per
       event instead (``max_event_size``).
 

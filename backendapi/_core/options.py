@@ -36,12 +36,22 @@ DEFAULT_MAX_RESPONSE_SIZES: Mapping[str, int] = MappingProxyType(
         "read_bucket": 64 * _MiB,
         "delete_bucket": 64 * 1024,
         "download": 256 * _MiB,
+        "quota": 1 * _MiB,
+        "health": 1 * _MiB,
+        "status": 64 * 1024,
+        "stats": 16 * _MiB,
+        "usage": 64 * _MiB,
+        "record_usage": 64 * 1024,
+        "logs": 16 * _MiB,
+        "log": 64 * 1024,
+        "synthesize": 64 * _MiB,
     }
 )
 """Most body bytes (decompressed) each plain call reads before it raises
 :class:`~backendapi.ResponseTooLargeError`, unless the client's or the call's
 ``max_response_size`` says otherwise: far above what a server sends (g4f's
-models of every provider are about 100 KB), far below what hurts."""
+models of every provider are about 100 KB; a day of ``usage`` records is some 150 bytes
+a turn; spoken audio some 10 MB an hour), far below what hurts."""
 
 SSLOption = Union[bool, ssl.SSLContext, str, "os.PathLike[str]", None]
 """``ssl=``: True/None verify with the default CAs, False skips verification,

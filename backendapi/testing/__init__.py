@@ -18,7 +18,9 @@ included (`RecordedRequest.files`, `RecordedRequest.form`).
 
 The other endpoints a Backend API server has respond too: ``version``, ``models``,
 ``models/<provider>``, ``providers``, ``create`` (plain text, see `create_text_reply`) and
-``files/<bucket_id>`` (multipart uploads).
+``files/<bucket_id>`` (multipart uploads); ``synthesize``, ``quota``, ``health``, ``status``,
+``stats``, ``usage``, ``log`` and ``oauth`` answer as g4f's do, scripted on
+``server.info`` (`InfoRoutes`, `ScriptedAudio`).
 
 With pytest, enable the ``backendapi_server`` fixture in your ``conftest.py``::
 
@@ -37,6 +39,7 @@ pytest is only needed for the fixture; the rest of the module works without it.
 
 import contextlib
 
+from ._info import InfoRoutes, ScriptedAudio
 from ._recording import RecordedRequest, UploadedFile
 from ._replies import Cut, Hold, Pause, Reply, Wait
 from ._server import BackendApiTestServer
@@ -47,9 +50,11 @@ __all__ = [
     "BackendApiTestServer",
     "Cut",
     "Hold",
+    "InfoRoutes",
     "Pause",
     "RecordedRequest",
     "Reply",
+    "ScriptedAudio",
     "UploadedFile",
     "Wait",
 ]

@@ -12,6 +12,7 @@ from typing import Any, final
 from aiohttp import web
 
 from ._files import Storage, add_file_routes
+from ._info import InfoRoutes, add_info_routes
 from ._recording import RecordedRequest, record
 from ._replies import MODEL, PROVIDER, Reply, error_document
 from ._sending import send_reply
@@ -86,7 +87,9 @@ class BackendApiTestServer:
     /backend-api/v2/create?prompt=...`` responds with plain text, streamed: `create_text_reply`, or
     the prompt itself when that is None. ``POST /backend-api/v2/files/<bucket_id>`` takes a
     multipart upload of ``files`` parts and responds like g4f, ``{"bucket_id": ..., "files":
-    [names of documents], "media": [{"name": ...} of images, audio and video]}``. Any other
+    [names of documents], "media": [{"name": ...} of images, audio and video]}``. The
+    provider and bookkeeping routes (``synthesize``, ``quota``, ``health``, ``oauth``, ``status``,
+    ``stats``, ``usage``, ``log``) answer as g4f's do, scripted on `info`. Any other
     path gets 404. Every request is recorded (see `requests`). Conversation requests
     rejected with 400 or 404 leave the queued replies alone.
 
@@ -130,6 +133,9 @@ class BackendApiTestServer:
         self.create_text_reply: str | None = None
         #: The buckets, media files and redirects of the routes in ``_files.py``.
         self.storage = Storage()
+        #: What the provider and bookkeeping routes answer (quota, health, synthesize...) and
+        #: the usage and log records they were sent: see `InfoRoutes`.
+        self.info = InfoRoutes()
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         # Guards _replies and _requests, and wakes wait_for_requests().
@@ -299,6 +305,7 @@ class BackendApiTestServer:
         app.router.add_get("/backend-api/v2/models/{provider}", self._handle_provider_models)
         app.router.add_get("/backend-api/v2/providers", self._handle_providers)
         add_file_routes(app, self)
+        add_info_routes(app, self)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         return app
 
