@@ -21,6 +21,7 @@ from ._core.decoder import DEFAULT_MAX_EVENT_SIZE, MAX_EVENT_DEPTH, EventDecoder
 from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
+from ._core.tools import function_definition
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -33,6 +34,8 @@ from ._errors import (
     InvalidInputError,
     ResponseTooLargeError,
     StreamError,
+    ToolCallError,
+    ToolRoundsExceededError,
 )
 from ._events import RawResponse
 from ._sync.client import BackendApiClient, Stream
@@ -74,7 +77,10 @@ __all__ = [
     "Stream",
     "StreamError",
     "Timeout",
+    "ToolCallError",
+    "ToolRoundsExceededError",
     "__version__",
+    "function_definition",
     "decode",
 ]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, overload
 
+from ._core.tools import ToolCallGatherer
 from ._events import RawResponse
 
 __all__ = ["Answer"]
@@ -77,6 +79,7 @@ class Answer:
         "_text",
         "_text_events",
         "_title",
+        "_tool_calls",
         "_usage",
     )
 
@@ -98,6 +101,7 @@ class Answer:
         self._suggestions: List[str] = []
         self._conversation: Dict[str, Any] = {}
         self._media: List[str] = []
+        self._tool_calls: Optional[ToolCallGatherer] = None  # made by the first tool_calls event
         self._events = 0
 
     provider: _Field[Optional[Dict[str, Any]]] = _Field(
@@ -142,6 +146,19 @@ class Answer:
         if self._catch_up is not None:
             self._catch_up()
         return "".join(self._reasoning)
+
+    @property
+    def tool_calls(self) -> List[Dict[str, Any]]:
+        """The functions the model asked to call (from ``tool_calls`` events), in order.
+
+        Each is ``{"id", "type": "function", "function": {"name", "arguments"}}``,
+        ``arguments`` being JSON text; calls the server sent in pieces (OpenAI
+        stream deltas, with an ``index``) are put back together. A copy: changing
+        it changes nothing in the answer.
+        """
+        if self._catch_up is not None:
+            self._catch_up()
+        return [] if self._tool_calls is None else copy.deepcopy(self._tool_calls.calls)
 
     @property
     def provider_name(self) -> Optional[str]:
@@ -196,6 +213,10 @@ class Answer:
             state = event.get("conversation")
             if isinstance(state, dict):
                 self._conversation.update(state)
+        elif kind == "tool_calls":
+            if self._tool_calls is None:
+                self._tool_calls = ToolCallGatherer()
+            self._tool_calls.add(event.get("tool_calls"))
 
     def _add_contents(self, contents: List[Any]) -> None:
         """Take a run of plain ``content`` events (no ``urls``) into account.
