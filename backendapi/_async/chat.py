@@ -45,8 +45,8 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
     returns that last answer. Tools given as definition dicts are offered
     too, but the chat cannot run them: an answer that asks for one ends the
     loop (answer it with :meth:`add_tool_result`, then :meth:`run_tools`).
-    In ``AsyncChat`` a tool may be an ``async def`` function (awaited); in
-    ``Chat`` it may not.
+    Coroutine functions are tools only for the chat of the async client, which
+    awaits them; the blocking client's chat refuses them.
     """
 
     @classmethod

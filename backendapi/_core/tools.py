@@ -31,8 +31,10 @@ __all__ = [
     "ToolCallGatherer",
     "ToolSpec",
     "function_definition",
+    "parse_docstring",
     "prepare_tools",
     "tool_arguments",
+    "tool_definitions",
     "tool_result_content",
 ]
 
