@@ -806,3 +806,17 @@ def test_regenerate_replaces_every_tool_round_of_the_last_question(
 
 def test_chat_types_are_exported() -> None:
     assert Chat.run_tools.__doc__ and AsyncChat.continue_.__doc__
+
+
+def test_regenerate_sends_media_only_when_given_again(
+    side: Side, backendapi_server: BackendApiTestServer
+) -> None:
+    image = "data:image/png;base64,iVBORw0KGgo="
+    backendapi_server.reply(Reply.answer("A cat."), Reply.answer("A dog."), Reply.answer("A fox."))
+    chat = side.chat("m")
+    side.ask(chat, "What is it?", [image])
+    side.run(chat.regenerate())
+    side.run(chat.regenerate([image]))
+    media = [body["media"] for body in bodies(backendapi_server)]
+    assert media[1] is None
+    assert media[0] == media[2] and media[0]

@@ -142,7 +142,13 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
         turn = self._start_continue(api_key, kwargs)
         return await self._complete(turn, None, api_key, max_tool_rounds, kwargs)
 
-    def send_regenerate(self, *, api_key: Optional[str] = None, **kwargs: Any) -> AsyncStream:
+    def send_regenerate(
+        self,
+        media: Optional[MediaInput] = None,
+        *,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> AsyncStream:
         """Ask for another answer to the last user message; return the :class:`AsyncStream`.
 
         As g4f's web client does: the request carries the history up to that
@@ -150,11 +156,14 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
         answer replaces whatever followed the user message (the last answer,
         and any tool rounds), which is kept in :attr:`variants`. Raises
         :class:`InvalidInputError` when the history holds no user message.
+        The chat keeps no media: if the question came with some, pass it
+        again as ``media``.
         """
-        return self._open(self._start_regenerate(api_key, kwargs), None)
+        return self._open(self._start_regenerate(api_key, kwargs), media)
 
     async def regenerate(
         self,
+        media: Optional[MediaInput] = None,
         *,
         api_key: Optional[str] = None,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
@@ -166,7 +175,7 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
         """
         self._check_rounds(max_tool_rounds)
         turn = self._start_regenerate(api_key, kwargs)
-        return await self._complete(turn, None, api_key, max_tool_rounds, kwargs)
+        return await self._complete(turn, media, api_key, max_tool_rounds, kwargs)
 
     async def run_tools(
         self,

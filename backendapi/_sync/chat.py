@@ -144,7 +144,13 @@ class Chat(BaseChat["BackendApiClient"]):
         turn = self._start_continue(api_key, kwargs)
         return self._complete(turn, None, api_key, max_tool_rounds, kwargs)
 
-    def send_regenerate(self, *, api_key: Optional[str] = None, **kwargs: Any) -> Stream:
+    def send_regenerate(
+        self,
+        media: Optional[MediaInput] = None,
+        *,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> Stream:
         """Ask for another answer to the last user message; return the :class:`Stream`.
 
         As g4f's web client does: the request carries the history up to that
@@ -152,11 +158,14 @@ class Chat(BaseChat["BackendApiClient"]):
         answer replaces whatever followed the user message (the last answer,
         and any tool rounds), which is kept in :attr:`variants`. Raises
         :class:`InvalidInputError` when the history holds no user message.
+        The chat keeps no media: if the question came with some, pass it
+        again as ``media``.
         """
-        return self._open(self._start_regenerate(api_key, kwargs), None)
+        return self._open(self._start_regenerate(api_key, kwargs), media)
 
     def regenerate(
         self,
+        media: Optional[MediaInput] = None,
         *,
         api_key: Optional[str] = None,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
@@ -168,7 +177,7 @@ class Chat(BaseChat["BackendApiClient"]):
         """
         self._check_rounds(max_tool_rounds)
         turn = self._start_regenerate(api_key, kwargs)
-        return self._complete(turn, None, api_key, max_tool_rounds, kwargs)
+        return self._complete(turn, media, api_key, max_tool_rounds, kwargs)
 
     def run_tools(
         self,
