@@ -23,6 +23,7 @@ from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
 from ._core.routes import Speech
+from ._core.tools import function_definition
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -35,6 +36,8 @@ from ._errors import (
     InvalidInputError,
     ResponseTooLargeError,
     StreamError,
+    ToolCallError,
+    ToolRoundsExceededError,
 )
 from ._events import RawResponse
 from ._sync.client import BackendApiClient, Stream
@@ -77,8 +80,11 @@ __all__ = [
     "Stream",
     "StreamError",
     "Timeout",
+    "ToolCallError",
+    "ToolRoundsExceededError",
     "__version__",
     "bucket_message",
+    "function_definition",
     "decode",
 ]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, overload
 
+from ._core.tools import ToolCallGatherer
 from ._events import RawResponse
 
 __all__ = ["Answer"]
@@ -78,6 +80,7 @@ class Answer:
         "_text",
         "_text_events",
         "_title",
+        "_tool_calls",
         "_usage",
     )
 
@@ -99,6 +102,7 @@ class Answer:
         self._suggestions: List[str] = []
         self._conversation: Dict[str, Any] = {}
         self._media: List[str] = []
+        self._tool_calls: Optional[ToolCallGatherer] = None  # made by the first tool_calls event
         self._events = 0
         # The server's root, which the stream sets: media URLs are relative to it.
         self._base_url: Optional[str] = None
@@ -165,6 +169,19 @@ class Answer:
         return [resolve_url(base, url) for url in self._media]
 
     @property
+    def tool_calls(self) -> List[Dict[str, Any]]:
+        """The functions the model asked to call (from ``tool_calls`` events), in order.
+
+        Each is ``{"id", "type": "function", "function": {"name", "arguments"}}``,
+        ``arguments`` being JSON text; calls the server sent in pieces (OpenAI
+        stream deltas, with an ``index``) are put back together. A copy: changing
+        it changes nothing in the answer.
+        """
+        if self._catch_up is not None:
+            self._catch_up()
+        return [] if self._tool_calls is None else copy.deepcopy(self._tool_calls.calls)
+
+    @property
     def provider_name(self) -> Optional[str]:
         """The answering provider's name, if the server said."""
         name = (self.provider or {}).get("name")
@@ -217,6 +234,10 @@ class Answer:
             state = event.get("conversation")
             if isinstance(state, dict):
                 self._conversation.update(state)
+        elif kind == "tool_calls":
+            if self._tool_calls is None:
+                self._tool_calls = ToolCallGatherer()
+            self._tool_calls.add(event.get("tool_calls"))
 
     def _add_contents(self, contents: List[Any]) -> None:
         """Take a run of plain ``content`` events (no ``urls``) into account.

@@ -12,7 +12,9 @@
     │   └── AuthenticationError  ... and it was ``auth``: the provider needs a key or login
     ├── DecodeError              bytes that are not a valid event
     │   └── EventTooLargeError   one event exceeded the decoder's size limit
-    └── ResponseTooLargeError    a plain call's answer exceeded its max_response_size
+    ├── ResponseTooLargeError    a plain call's answer exceeded its max_response_size
+    ├── ToolCallError            a tool call the chat cannot run (bad arguments, no JSON result)
+    └── ToolRoundsExceededError  the model still asked for tools after max_tool_rounds
 
 Every one of them has three views of what went wrong: ``str(error)``, one
 printable line of at most :data:`STR_LIMIT` characters (whatever the server
@@ -44,6 +46,8 @@ __all__ = [
     "InvalidInputError",
     "ResponseTooLargeError",
     "StreamError",
+    "ToolCallError",
+    "ToolRoundsExceededError",
 ]
 
 EXCERPT_LENGTH = 120
@@ -274,3 +278,25 @@ class ResponseTooLargeError(BackendApiError):
         """The limit that was exceeded, in bytes."""
         self.url = url
         """The URL that was requested."""
+
+
+class ToolCallError(BackendApiError):
+    """A tool call the chat cannot run: arguments that are not a JSON object fitting
+    the function's parameters, or a result with no JSON form.
+
+    The chat is left as it was before the call: its history still ends with
+    the assistant message that asked, so ``run_tools()`` can try again.
+    """
+
+
+class ToolRoundsExceededError(BackendApiError):
+    """The model asked for tools again after ``max_tool_rounds`` rounds of tool results.
+
+    The chat keeps every round: its history ends with the assistant message
+    whose calls were not run; ``run_tools()`` goes on from there.
+    """
+
+    def __init__(self, message: str, *, rounds: int) -> None:
+        super().__init__(message)
+        self.rounds = rounds
+        """How many rounds of tool results were sent."""

@@ -3,8 +3,11 @@
 Starts the bundled test server (``backendapi.testing``) with a scripted
 answer, then streams the same question through ``BackendApiClient`` and
 ``AsyncBackendApiClient``, printing reasoning, the answer token by token, and
-the usage line, as a user's program would. Last, the command line does the
-same: ``backendapi serve-test`` in the background, ``backendapi chat`` against it.
+the usage line, as a user's program would. Then a ``Chat`` offers the model a
+Python function as a tool: the server (scripted) asks to call it, the chat
+calls it and sends its result back, and the model answers with it. Last, the
+command line does the same as the first part: ``backendapi serve-test`` in the
+background, ``backendapi chat`` against it.
 
 Run it with ``make demo`` (or ``python examples/demo.py``).
 """
@@ -12,12 +15,13 @@ Run it with ``make demo`` (or ``python examples/demo.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 from typing import Any, Dict, List
 
-from backendapi import AsyncBackendApiClient, BackendApiClient, RawResponse
+from backendapi import AsyncBackendApiClient, BackendApiClient, Chat, RawResponse
 from backendapi.testing import BackendApiTestServer, Pause, Reply
 
 QUESTION = "Why is the sky blue?"
@@ -30,6 +34,21 @@ MESSAGES: List[Dict[str, Any]] = [
     {"role": "system", "content": "Answer in one short paragraph."},
     {"role": "user", "content": QUESTION},
 ]
+
+
+WEATHER_QUESTION = "Do I need a coat in Paris today?"
+WEATHER_ANSWER = "No coat needed: it is 21 C and clear in Paris."
+
+
+def get_weather(city: str, unit: str = "celsius") -> str:
+    """The current weather in a city.
+
+    Args:
+        city: the city's name, e.g. "Paris".
+        unit: "celsius" or "fahrenheit".
+    """
+    print(f"  [tool] get_weather(city={city!r}, unit={unit!r}) runs")
+    return json.dumps({"city": city, "temperature": 21, "unit": unit, "sky": "clear"})
 
 
 def scripted_reply() -> Reply:
@@ -79,6 +98,23 @@ async def concurrent(url: str) -> None:
                 show(event)
 
 
+def tool_call(server: BackendApiTestServer) -> None:
+    """A Python function as a tool: the chat runs it when the model asks, then answers."""
+    print("== Chat with a tool: a Python function answers the model's call ==")
+    server.reply(
+        Reply.tool_calls([{"name": "get_weather", "arguments": {"city": "Paris"}}], pieces=True),
+        Reply.answer(WEATHER_ANSWER),
+    )
+    with BackendApiClient(server.url, api_key="demo-key") as client:
+        chat = Chat(client, "scripted-1", provider="ScriptedProvider", tools=[get_weather])
+        print(f"> {WEATHER_QUESTION}")
+        answer = chat.ask(WEATHER_QUESTION)
+        print(answer.text)
+    sent = server.requests[-2].json["tools"][0]["function"]
+    print(f"  the tool as sent: {sent['name']}({', '.join(sent['parameters']['properties'])})")
+    print(f"  the chat now holds: {' -> '.join(m['role'] for m in chat.messages)}")
+
+
 def command_line() -> int:
     """The CLI: ``backendapi serve-test`` serves, ``backendapi chat`` asks."""
     print("== backendapi chat (the command line) ==")
@@ -105,6 +141,8 @@ def main() -> int:
         print()
         asyncio.run(concurrent(server.url))
         print(f"\nthe server answered {len(server.requests)} requests\n")
+        tool_call(server)
+        print()
     return command_line()
 
 

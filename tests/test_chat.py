@@ -385,12 +385,13 @@ def test_save_and_load_continue_the_same_conversation(
     text = path.read_text(encoding="utf-8")
     assert "sk-secret" not in text
     assert json.loads(text) == {
-        "version": 1,
+        "version": 2,
         "model": "gpt-4o",
         "provider": "OpenaiChat",
         "options": {"temperature": 0.2},
         "messages": [SYSTEM, user("Hello"), assistant("Hi there")],
         "conversation": {"OpenaiChat": {"id": "c1"}},
+        "variants": [],
     }
     assert json.loads(chat.to_json()) == chat.to_dict() == json.loads(text)
 
@@ -429,7 +430,8 @@ def test_save_replaces_the_file(side: Side, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        {"version": 2, "model": "m", "messages": []},
+        {"version": 3, "model": "m", "messages": []},
+        {"version": True, "model": "m", "messages": []},
         {"model": "m", "messages": []},
         {"version": 1, "model": 5},
         {"version": 1, "model": "m", "messages": "Hello"},

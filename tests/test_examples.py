@@ -84,6 +84,12 @@ def test_demo_streams_through_both_clients() -> None:
     assert out.count(answer) == 3
     assert out.count("thinking: Rayleigh scattering") == 2
     assert "the server answered 2 requests" in out
+    # A tool call answered by a Python function, between the streams and the command line.
+    demo = load_example("demo")
+    tool_part = out[out.index("== Chat with a tool") : out.index("== backendapi chat")]
+    assert "[tool] get_weather(city='Paris', unit='celsius') runs" in tool_part
+    assert demo.WEATHER_ANSWER in tool_part
+    assert "the chat now holds: user -> assistant -> tool -> assistant" in tool_part
     assert "== backendapi chat (the command line) ==" in out
     assert out.rstrip().endswith(answer)
 

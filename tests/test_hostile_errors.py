@@ -37,6 +37,8 @@ from backendapi import (
     RawResponse,
     ResponseTooLargeError,
     StreamError,
+    ToolCallError,
+    ToolRoundsExceededError,
 )
 from backendapi.testing import BackendApiTestServer, Reply
 
@@ -409,10 +411,12 @@ def every_error() -> List[BackendApiError]:
         DecodeError("not JSON"),
         EventTooLargeError("too large"),
         ResponseTooLargeError("too large", limit=1000, url=url),
+        ToolCallError("the arguments of the call to f (c1) are not JSON"),
+        ToolRoundsExceededError("the model still asks for tools", rounds=8),
     ]
 
 
-FIELDS = ("args", "message", "status_code", "url", "body", "event", "limit", "reason")
+FIELDS = ("args", "message", "status_code", "url", "body", "event", "limit", "reason", "rounds")
 
 
 def same_error(one: BaseException, other: BaseException) -> bool:

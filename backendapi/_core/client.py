@@ -40,6 +40,7 @@ from .request import (
 )
 from .retry import RetryPolicy
 from .stream import StreamCore
+from .tools import prepare_tools, tool_definitions
 
 __all__ = ["ClientCore"]
 
@@ -205,6 +206,8 @@ class ClientCore(Generic[SessionT, TransportT]):
         extra: Mapping[str, Any],
     ) -> StreamCore:
         key = api_key if api_key is not None else self._api_key
+        if "tools" in extra:
+            extra = _with_tool_definitions(extra)
         request, loader = plan_conversation_request(
             self.base_url, model, messages, media, key, extra, self._headers(), self.upload_media
         )
@@ -264,3 +267,16 @@ class ClientCore(Generic[SessionT, TransportT]):
         exchange.loader = loader
         exchange.max_response_size = limit
         return exchange
+
+
+def _with_tool_definitions(extra: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``extra`` with its ``tools`` as definitions: Python functions become their schema.
+
+    ``tools=None`` or ``[]`` sends no ``tools`` at all (some providers refuse an empty list).
+    """
+    tools = extra["tools"]
+    rest = {name: value for name, value in extra.items() if name != "tools"}
+    if tools is None:
+        return rest
+    definitions = tool_definitions(prepare_tools(tools))
+    return {**rest, "tools": definitions} if definitions else rest

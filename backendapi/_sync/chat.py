@@ -8,10 +8,11 @@ unasync``); what a chat keeps and sends is decided in ``backendapi/_core/chat.py
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from .._answer import Answer
-from .._core.chat import BaseChat
+from .._core.chat import DEFAULT_MAX_TOOL_ROUNDS, BaseChat, _Turn
 from .._core.media import MediaInput
 
 if TYPE_CHECKING:
@@ -29,11 +30,25 @@ class Chat(BaseChat["BackendApiClient"]):
     ...     if event.type == "content":
     ...         print(event.content, end="")
     >>> answer = chat.ask("And then?")  # doctest: +SKIP
+    >>> answer = chat.continue_()  # doctest: +SKIP
+    >>> answer = chat.regenerate()  # doctest: +SKIP
 
     See :class:`~backendapi._core.chat.BaseChat` for the attributes;
     :meth:`save` and :meth:`load` keep a chat across runs. ``send`` is a
     plain call, like ``client.create``. A chat is not meant to be shared by
     threads.
+
+    Tools: ``ask(..., tools=[f, g])`` (or ``Chat(..., tools=[...])``)
+    offers Python functions to the model. When its answer asks for some of
+    them, the chat calls them with the arguments the model gave, adds the
+    assistant message that asked (with its ``tool_calls``) and one ``{"role":
+    "tool", "tool_call_id", "content"}`` message per result to the history,
+    and sends the history again, until an answer asks for no tool; ``ask``
+    returns that last answer. Tools given as definition dicts are offered
+    too, but the chat cannot run them: an answer that asks for one ends the
+    loop (answer it with :meth:`add_tool_result`, then :meth:`run_tools`).
+    Coroutine functions are tools only for the chat of the async client, which
+    awaits them; the blocking client's chat refuses them.
     """
 
     @classmethod
@@ -55,7 +70,7 @@ class Chat(BaseChat["BackendApiClient"]):
 
         The request carries the whole history plus the new user message, the
         chat's provider, its options (``kwargs`` override them for this turn
-        only; ``model=`` and ``provider=`` too), and ``conversation``: the
+        only; ``model=``, ``provider=`` and ``tools=`` too), and ``conversation``: the
         state stored under the provider's name, or all the state for no
         provider or ``"AnyProvider"``, or nothing when there is none (pass
         ``conversation=`` to override). ``media`` goes with this turn only and
@@ -63,19 +78,20 @@ class Chat(BaseChat["BackendApiClient"]):
 
         The history changes only when the stream completes without error: then
         the user message and ``{"role": "assistant", "content": answer.text}``
-        are appended and the answer's ``conversation`` state is merged in. A
-        turn that fails (HTTP error, ``error`` event, broken connection) or is
-        closed before its end leaves the chat as it was, so it can be sent
-        again.
+        (with the answer's ``tool_calls``, if it asked for tools) are appended
+        and the answer's ``conversation`` state is merged in. A turn that
+        fails (HTTP error, ``error`` event, broken connection) or is closed
+        before its end leaves the chat as it was, so it can be sent again.
+        ``send`` runs no tools: after an answer that asked for some,
+        :meth:`run_tools` does.
 
         Sending again before an earlier turn's stream has ended is allowed:
         each request carries the history as it was when ``send`` was called,
         and turns enter the history in the order their streams complete.
+        (``action="continue"`` or ``"variant"`` is refused here: they are
+        :meth:`continue_` and :meth:`regenerate`.)
         """
-        turn = self._start_turn(content, api_key, kwargs)
-        stream = self.client.create(turn.model, turn.messages, media, turn.api_key, **turn.options)
-        self._watch(stream._core, turn)
-        return stream
+        return self._open(self._start_turn(content, api_key, kwargs), media)
 
     def ask(
         self,
@@ -83,8 +99,144 @@ class Chat(BaseChat["BackendApiClient"]):
         media: Optional[MediaInput] = None,
         *,
         api_key: Optional[str] = None,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         **kwargs: Any,
     ) -> Answer:
-        """Send a user message and return the finished :class:`Answer` (see :meth:`send`)."""
-        with self.send(content, media, api_key=api_key, **kwargs) as stream:
-            return stream.collect()
+        """Send a user message and return the finished :class:`Answer` (see :meth:`send`).
+
+        When the answer asks for tools the chat has Python functions for, it
+        runs the tool loop (see the class) for at most ``max_tool_rounds``
+        rounds of results, and returns the answer that asks for no more; past
+        that bound it raises :class:`ToolRoundsExceededError`, the history
+        holding every round so far. An exception a tool raises propagates as
+        it is, the history ending with the assistant message that asked.
+        """
+        self._check_rounds(max_tool_rounds)
+        turn = self._start_turn(content, api_key, kwargs)
+        return self._complete(turn, media, api_key, max_tool_rounds, kwargs)
+
+    def send_continue(self, *, api_key: Optional[str] = None, **kwargs: Any) -> Stream:
+        """Ask the model to go on with its last answer; return the :class:`Stream`.
+
+        As g4f's web client does: the request carries the history as it is,
+        ending with the last assistant message, and ``action: "continue"``
+        (the server then offers the provider its ``continue_tool``). Once the
+        stream completes, its text is appended to that assistant message;
+        nothing is added to the history. Raises :class:`InvalidInputError`
+        when the history does not end with an assistant message.
+        """
+        return self._open(self._start_continue(api_key, kwargs), None)
+
+    def continue_(
+        self,
+        *,
+        api_key: Optional[str] = None,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
+        **kwargs: Any,
+    ) -> Answer:
+        """Continue the last answer (see :meth:`send_continue`); return what was added.
+
+        The returned :class:`Answer` holds only the continuation; the whole
+        text is the last assistant message's ``content`` in :attr:`messages`.
+        Tool calls in it are run as :meth:`ask` runs them.
+        """
+        self._check_rounds(max_tool_rounds)
+        turn = self._start_continue(api_key, kwargs)
+        return self._complete(turn, None, api_key, max_tool_rounds, kwargs)
+
+    def send_regenerate(
+        self,
+        media: Optional[MediaInput] = None,
+        *,
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> Stream:
+        """Ask for another answer to the last user message; return the :class:`Stream`.
+
+        As g4f's web client does: the request carries the history up to that
+        user message and ``action: "variant"``. Once the stream completes, its
+        answer replaces whatever followed the user message (the last answer,
+        and any tool rounds), which is kept in :attr:`variants`. Raises
+        :class:`InvalidInputError` when the history holds no user message.
+        The chat keeps no media: if the question came with some, pass it
+        again as ``media``.
+        """
+        return self._open(self._start_regenerate(api_key, kwargs), media)
+
+    def regenerate(
+        self,
+        media: Optional[MediaInput] = None,
+        *,
+        api_key: Optional[str] = None,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
+        **kwargs: Any,
+    ) -> Answer:
+        """Answer the last user message again (see :meth:`send_regenerate`); return the answer.
+
+        Tool calls in it are run as :meth:`ask` runs them.
+        """
+        self._check_rounds(max_tool_rounds)
+        turn = self._start_regenerate(api_key, kwargs)
+        return self._complete(turn, media, api_key, max_tool_rounds, kwargs)
+
+    def run_tools(
+        self,
+        *,
+        api_key: Optional[str] = None,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
+        **kwargs: Any,
+    ) -> Answer:
+        """Answer the tool calls the history ends with, send the results, and go on.
+
+        For after :meth:`send` (which runs no tools), after
+        :class:`ToolRoundsExceededError`, after a tool raised, or after
+        :meth:`add_tool_result`: the calls of the last assistant message that
+        have no result yet are run with the chat's ``tools`` (or ``tools=``),
+        their results sent, and the loop goes on as in :meth:`ask`. Raises
+        :class:`InvalidInputError`, before any request, when there is no call
+        to answer or one names a tool without a Python function.
+        """
+        self._check_rounds(max_tool_rounds)
+        specs = self._new_turn(api_key, kwargs).tools
+        runnable = self._check_tool_round(specs)
+        self._call_tools(runnable)
+        turn = self._start_tool_round(api_key, kwargs)
+        return self._complete(turn, None, api_key, max_tool_rounds, kwargs, rounds=1)
+
+    def _open(self, turn: _Turn, media: Optional[MediaInput]) -> Stream:
+        stream = self.client.create(turn.model, turn.messages, media, turn.api_key, **turn.options)
+        self._watch(stream._core, turn)
+        return stream
+
+    def _complete(
+        self,
+        turn: _Turn,
+        media: Optional[MediaInput],
+        api_key: Optional[str],
+        max_tool_rounds: int,
+        kwargs: Mapping[str, Any],
+        rounds: int = 0,
+    ) -> Answer:
+        """Send ``turn``, then rounds of tool results while the answer asks for our tools."""
+        while True:
+            with self._open(turn, media) as stream:
+                answer = stream.collect()
+            runnable = self._runnable_calls(turn.tools) if answer.tool_calls else None
+            if runnable is None:
+                return answer
+            if rounds >= max_tool_rounds:
+                raise self._rounds_exceeded(rounds)
+            self._call_tools(runnable)
+            rounds += 1
+            media = None
+            turn = self._start_tool_round(api_key, kwargs)
+
+    def _call_tools(self, runnable: Sequence[Any]) -> None:
+        """Run the calls; add their results to the history once every one has one."""
+        results = []
+        for call, function in runnable:
+            result = function(**self._tool_arguments(call, function))
+            if self._awaits() and inspect.isawaitable(result):
+                result = result
+            results.append(self._tool_result(call, result))
+        self.messages.extend(results)

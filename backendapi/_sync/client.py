@@ -117,7 +117,10 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
 
         The body is ``{"model", "messages", "media", "api_key", **kwargs}``:
         ``provider``, ``conversation``, ``action``, ``temperature`` and any
-        other option go in ``kwargs``. A plain call, so ``for event in
+        other option go in ``kwargs``. ``tools`` takes Python functions and
+        OpenAI-style definitions and sends their definitions (see
+        :func:`~backendapi.function_definition`; None or ``[]`` sends none);
+        g4f's own ``tool_calls`` field goes as it is. A plain call, so ``for event in
         client.create(...)`` and ``with client.create(...) as stream``
         both work. Arguments are checked here, before any network call; the
         request goes out (and media files are read) when the stream is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,19 @@ class Cut:
     terminating zero-length chunk; a Content-Length body, whose length counts the items after
     the cut too, falls short of it.
     """
+
+
+def _call_pieces(call: dict[str, Any]) -> list[dict[str, Any]]:
+    """One tool call as OpenAI stream deltas, one ``tool_calls`` event each (`Reply.tool_calls`)."""
+    function = call["function"]
+    first = {**call, "function": {"name": function["name"], "arguments": ""}}
+    events = [{"type": "tool_calls", "tool_calls": [first]}]
+    arguments = function["arguments"]
+    size = max(-(-len(arguments) // 3), 1)
+    for start in range(0, len(arguments), size):
+        delta = {"index": call["index"], "function": {"arguments": arguments[start : start + size]}}
+        events.append({"type": "tool_calls", "tool_calls": [delta]})
+    return events
 
 
 _FRAMINGS = ("sse", "ndjson")
@@ -170,6 +184,60 @@ class Reply:
         }
         events.append({"type": "usage", "usage": usage, "model": model, "provider": provider})
         events.append({"type": "finish", "finish": {"reason": "stop"}})
+        return cls(events, framing=framing, transfer=transfer)
+
+    @classmethod
+    def tool_calls(
+        cls,
+        calls: Sequence[Mapping[str, Any]],
+        *,
+        text: str = "",
+        pieces: bool = False,
+        model: str = MODEL,
+        provider: str = PROVIDER,
+        conversation: Mapping[str, Any] | None = None,
+        framing: str = "sse",
+        transfer: str = "chunked",
+    ) -> Reply:
+        """A reply in which the model asks to call tools, as g4f 8.8.6 streams it.
+
+        Each call is ``{"name": ..., "arguments": {...} or JSON text, "id": ...}`` (``id``
+        defaults to ``call_<n>``). Events: ``provider``; ``conversation`` (if given, as in
+        `answer`); `text`, if any, as ``content``
+        events; one ``tool_calls`` event carrying every call (``{"index", "id", "type":
+        "function", "function": {"name", "arguments": JSON text}}``); ``usage``; ``finish``
+        with reason ``tool_calls``. With `pieces`, each call comes as OpenAI-style stream
+        deltas instead, one ``tool_calls`` event each: the first with the id, the name and
+        no arguments, then the arguments text in three parts under the same ``index``.
+
+        >>> reply = Reply.tool_calls([{"name": "weather", "arguments": {"city": "Paris"}}])
+        >>> [e["tool_calls"] for e in reply.events if e["type"] == "tool_calls"][0][0]["id"]
+        'call_0'
+        """
+        start = cls.answer(text, model=model, provider=provider, conversation=conversation)
+        events = [dict(event) for event in start.events if isinstance(event, Mapping)]
+        usage, finish = events[-2], events[-1]
+        del events[-2:]
+        wire_calls = []
+        for index, call in enumerate(calls):
+            arguments = call.get("arguments", {})
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            wire_calls.append(
+                {
+                    "index": index,
+                    "id": call.get("id", f"call_{index}"),
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": arguments},
+                }
+            )
+        if pieces:
+            for call in wire_calls:
+                events.extend(_call_pieces(call))
+        else:
+            events.append({"type": "tool_calls", "tool_calls": wire_calls})
+        events.append(usage)
+        events.append({**finish, "finish": {"reason": "tool_calls"}})
         return cls(events, framing=framing, transfer=transfer)
 
     @classmethod
