@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, overload
+from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, cast, overload
 
 from ._events import RawResponse
 
@@ -11,6 +11,10 @@ __all__ = ["Answer"]
 # Content pieces are joined into one string every CONTENT_CHUNK of them, so a long
 # answer of small tokens is held as a few thousand strings, not millions.
 CONTENT_CHUNK = 1024
+
+DEBUG_EVENT_TYPES = frozenset({"request", "response", "headers"})
+"""Event types that show a provider's own HTTP traffic (and may carry its secrets): an
+:class:`Answer` keeps them only when told to (``keep_debug_events``)."""
 
 
 T = TypeVar("T")
@@ -60,27 +64,57 @@ class Answer:
     gathers them in batches, when the answer is read or a network read is
     used up, rather than one by one: a ``content`` piece is taken as it
     arrived, other events as they are when gathered.)
+
+    Every event type g4f 8.8.6 sends has its place (README, "Events"); an
+    event of a type it does not know is kept whole in :attr:`other`. The
+    ``request``, ``response`` and ``headers`` events (a provider's own HTTP
+    traffic, which may carry its keys or cookies) are kept, in
+    :attr:`debug_events`, only when ``keep_debug_events`` is true (the
+    clients' ``keep_debug_events=`` option). What the answer keeps of the
+    server's own words (``parameters``, ``warnings``, ``logs``,
+    :attr:`debug_events`, :attr:`other`) has the api key replaced by ``***``
+    as the SDK's errors do; the model's text and the ``conversation`` state
+    are kept as they came.
+
+    Args:
+        keep_debug_events: keep ``request``, ``response`` and ``headers``
+            events in :attr:`debug_events` instead of dropping them.
     """
 
     __slots__ = (
+        "_audio",
         "_catch_up",
         "_chunks",
         "_content",
+        "_continuation",
         "_conversation",
+        "_debug_events",
         "_events",
         "_finish_reason",
+        "_keep_debug_events",
+        "_logs",
         "_media",
         "_model",
+        "_other",
+        "_parameters",
+        "_preview_urls",
+        "_previews",
         "_provider",
         "_reasoning",
+        "_reasoning_label",
+        "_reasoning_status",
+        "_redact",
         "_suggestions",
+        "_synthesize",
         "_text",
         "_text_events",
         "_title",
         "_usage",
+        "_variant",
+        "_warnings",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_debug_events: bool = False) -> None:
         # Set by the stream while events it handed out may still be uncounted.
         self._catch_up: Optional[Callable[[], None]] = None
         self._chunks: List[str] = []  # joined runs of CONTENT_CHUNK content pieces
@@ -99,6 +133,22 @@ class Answer:
         self._conversation: Dict[str, Any] = {}
         self._media: List[str] = []
         self._events = 0
+        self._parameters: Dict[str, Any] = {}
+        self._previews: List[str] = []
+        self._preview_urls: List[str] = []
+        self._audio: List[str] = []
+        self._synthesize: Optional[Dict[str, Any]] = None
+        self._warnings: List[Dict[str, Any]] = []
+        self._logs: List[str] = []
+        self._reasoning_status: Optional[str] = None
+        self._reasoning_label: Optional[str] = None
+        self._continuation: Optional[Dict[str, Any]] = None
+        self._variant: Optional[str] = None
+        self._other: List[RawResponse] = []
+        self._debug_events: List[RawResponse] = []
+        self._keep_debug_events = bool(keep_debug_events)
+        # Set by the stream: a copy of a JSON value with the api key replaced.
+        self._redact: Optional[Callable[[Any], Any]] = None
 
     provider: _Field[Optional[Dict[str, Any]]] = _Field(
         "The ``provider`` event's payload: ``{name, label, url, model}``."
@@ -119,6 +169,43 @@ class Answer:
     )
     media: _Field[List[str]] = _Field("URLs of media (images, audio) the answer carried.")
     events: _Field[int] = _Field("How many events were gathered.")
+    parameters: _Field[Dict[str, Any]] = _Field(
+        "The ``parameters`` events merged (later keys win): the options the provider took."
+    )
+    previews: _Field[List[str]] = _Field(
+        "The ``preview`` events' text (a login link, an image in progress...), in order."
+    )
+    preview_urls: _Field[List[str]] = _Field("URLs of the images ``preview`` events showed.")
+    audio: _Field[List[str]] = _Field(
+        "Audio the answer carried: the ``data`` of its content events (a ``data:`` URI or a "
+        "``/media/...`` path)."
+    )
+    synthesize: _Field[Optional[Dict[str, Any]]] = _Field(
+        "The last ``synthesize`` event's payload, ``{provider, data}``: how to have the "
+        "server read the answer aloud (``synthesize/<provider>``)."
+    )
+    warnings: _Field[List[Dict[str, Any]]] = _Field(
+        "The non-fatal provider errors (``message`` events), each ``{message, error}``."
+    )
+    logs: _Field[List[str]] = _Field("The server's ``log`` lines, in order.")
+    reasoning_status: _Field[Optional[str]] = _Field(
+        'The last reasoning ``status`` (``"Thinking"``, ``"Done"``...), if any.'
+    )
+    reasoning_label: _Field[Optional[str]] = _Field(
+        "The last reasoning ``label`` (the step a reasoning model is on), if any."
+    )
+    continuation: _Field[Optional[Dict[str, Any]]] = _Field(
+        "The last ``continue`` event, whole: the provider can go on with this answer."
+    )
+    variant: _Field[Optional[str]] = _Field(
+        "The last ``variant`` event's text: another rendering of the answer."
+    )
+    other: _Field[List[RawResponse]] = _Field(
+        "Events of types this class does not know (and ``tool_calls``), kept whole, in order."
+    )
+    debug_events: _Field[List[RawResponse]] = _Field(
+        "The ``request``, ``response`` and ``headers`` events, when kept (``keep_debug_events``)."
+    )
 
     @property
     def text(self) -> str:
@@ -150,7 +237,7 @@ class Answer:
         return name if isinstance(name, str) else None
 
     def add(self, event: RawResponse) -> None:
-        """Take one event into account; events of unknown types only count."""
+        """Take one event into account (see the class's docstring for where each goes)."""
         self._events += 1
         data = event.__dict__
         kind = data.get("type")
@@ -161,41 +248,118 @@ class Answer:
                 parts.append(content)
                 if len(parts) >= CONTENT_CHUNK:
                     self._join_content()
-            urls = data.get("urls")
-            if urls is not None:
-                self._add_urls(urls)
-        elif kind == "reasoning":
-            token = event.get("token")
-            if isinstance(token, str):
-                self._reasoning.append(token)
-        elif kind == "provider":
-            provider = event.get("provider")
-            if isinstance(provider, dict):
-                self._provider = provider
-                if self._model is None and isinstance(provider.get("model"), str):
-                    self._model = provider["model"]
-        elif kind == "usage":
-            usage = event.get("usage")
-            if isinstance(usage, dict):
-                self._usage = usage
-            if isinstance(event.get("model"), str) and event.get("model"):
-                self._model = event["model"]
-        elif kind == "finish":
-            finish = event.get("finish")
-            reason = finish.get("reason") if isinstance(finish, dict) else finish
-            if isinstance(reason, str):
-                self._finish_reason = reason
-        elif kind == "title":
-            if isinstance(event.get("title"), str):
-                self._title = event["title"]
-        elif kind == "suggestions":
-            suggestions = event.get("suggestions")
-            if isinstance(suggestions, list):
-                self._suggestions = [str(item) for item in suggestions]
-        elif kind == "conversation":
-            state = event.get("conversation")
-            if isinstance(state, dict):
-                self._conversation.update(state)
+                if len(data) == 2:
+                    return
+            self._add_content_extras(data)
+            return
+        gather = _GATHER.get(kind) if kind.__class__ is str else None
+        if gather is not None:
+            gather(self, event)
+        elif kind.__class__ is str and kind in DEBUG_EVENT_TYPES:
+            if self._keep_debug_events:
+                self._debug_events.append(self._redacted_event(event))
+        else:
+            self._other.append(self._redacted_event(event))
+
+    def _add_content_extras(self, data: Dict[str, Any]) -> None:
+        urls = data.get("urls")
+        if urls is not None:
+            self._add_urls(urls)
+        audio = data.get("data")
+        if isinstance(audio, str) and audio:
+            self._audio.append(audio)
+
+    def _add_reasoning(self, event: RawResponse) -> None:
+        data = event.__dict__
+        token = data.get("token")
+        if isinstance(token, str):
+            self._reasoning.append(token)
+        status = data.get("status")
+        if isinstance(status, str):
+            self._reasoning_status = status
+        label = data.get("label")
+        if isinstance(label, str):
+            self._reasoning_label = label
+
+    def _add_provider(self, event: RawResponse) -> None:
+        provider = event.get("provider")
+        if isinstance(provider, dict):
+            self._provider = provider
+            if self._model is None and isinstance(provider.get("model"), str):
+                self._model = provider["model"]
+
+    def _add_usage(self, event: RawResponse) -> None:
+        usage = event.get("usage")
+        if isinstance(usage, dict):
+            self._usage = usage
+        if isinstance(event.get("model"), str) and event.get("model"):
+            self._model = event["model"]
+
+    def _add_finish(self, event: RawResponse) -> None:
+        finish = event.get("finish")
+        reason = finish.get("reason") if isinstance(finish, dict) else finish
+        if isinstance(reason, str):
+            self._finish_reason = reason
+
+    def _add_title(self, event: RawResponse) -> None:
+        if isinstance(event.get("title"), str):
+            self._title = event["title"]
+
+    def _add_suggestions(self, event: RawResponse) -> None:
+        suggestions = event.get("suggestions")
+        if isinstance(suggestions, list):
+            self._suggestions = [str(item) for item in suggestions]
+
+    def _add_conversation(self, event: RawResponse) -> None:
+        state = event.get("conversation")
+        if isinstance(state, dict):
+            self._conversation.update(state)
+
+    def _add_parameters(self, event: RawResponse) -> None:
+        parameters = event.get("parameters")
+        if isinstance(parameters, dict):
+            self._parameters.update(self._redacted(parameters))
+
+    def _add_preview(self, event: RawResponse) -> None:
+        preview = event.get("preview")
+        if isinstance(preview, str):
+            self._previews.append(preview)
+        urls = event.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if isinstance(urls, list):
+            self._preview_urls.extend(url for url in urls if isinstance(url, str))
+
+    def _add_synthesize(self, event: RawResponse) -> None:
+        synthesize = event.get("synthesize")
+        if isinstance(synthesize, dict):
+            self._synthesize = synthesize
+
+    def _add_message(self, event: RawResponse) -> None:
+        warning = {key: event.get(key) for key in ("message", "error")}
+        self._warnings.append(self._redacted(warning))
+
+    def _add_log(self, event: RawResponse) -> None:
+        line = event.get("log")
+        if line is not None:
+            self._logs.append(self._redacted(line if isinstance(line, str) else str(line)))
+
+    def _add_continue(self, event: RawResponse) -> None:
+        self._continuation = self._redacted(event.get_dict())
+
+    def _add_variant(self, event: RawResponse) -> None:
+        variant = event.get("variant")
+        if isinstance(variant, str):
+            self._variant = variant
+
+    def _redacted(self, value: T) -> T:
+        redact = self._redact
+        return value if redact is None else cast(T, redact(value))
+
+    def _redacted_event(self, event: RawResponse) -> RawResponse:
+        if self._redact is None:
+            return event
+        return RawResponse(self._redact(event.get_dict()))
 
     def _add_contents(self, contents: List[Any]) -> None:
         """Take a run of plain ``content`` events (no ``urls``) into account.
@@ -229,3 +393,22 @@ class Answer:
 
     def __str__(self) -> str:
         return self.text
+
+
+# The handlers of every event type but content (which add() takes itself, first).
+_GATHER: Dict[str, Callable[[Answer, RawResponse], None]] = {
+    "reasoning": Answer._add_reasoning,
+    "provider": Answer._add_provider,
+    "usage": Answer._add_usage,
+    "finish": Answer._add_finish,
+    "title": Answer._add_title,
+    "suggestions": Answer._add_suggestions,
+    "conversation": Answer._add_conversation,
+    "parameters": Answer._add_parameters,
+    "preview": Answer._add_preview,
+    "synthesize": Answer._add_synthesize,
+    "message": Answer._add_message,
+    "log": Answer._add_log,
+    "continue": Answer._add_continue,
+    "variant": Answer._add_variant,
+}

@@ -76,6 +76,11 @@ class ClientCore(Generic[SessionT, TransportT]):
       ``aiohttp.ClientSession`` (async client) of yours; the client uses it
       and leaves closing it to you. Without one, the client makes its own.
     * ``max_event_size``: largest event in bytes (default 64 MiB).
+    * ``keep_debug_events``: keep the ``request``, ``response`` and
+      ``headers`` events (a provider's own HTTP traffic, which may carry its
+      keys or cookies) in ``answer.debug_events``, the api key replaced;
+      False (the default) drops them from the answer (the stream still
+      yields them).
     * ``upload_media``: send local media as multipart file parts (raw bytes)
       instead of base64 ``data:`` URIs, a third fewer bytes on the wire.
     * ``max_retries``: retries of a request that failed before any of its
@@ -117,6 +122,7 @@ class ClientCore(Generic[SessionT, TransportT]):
         proxy: Optional[str] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_size: Optional[int] = None,
+        keep_debug_events: bool = False,
     ) -> None:
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -177,6 +183,12 @@ class ClientCore(Generic[SessionT, TransportT]):
             check_size("max_response_size", max_response_size)
         self.max_response_size = max_response_size
         """Most bytes a plain call reads of an answer; None: each call's own default."""
+        if not isinstance(keep_debug_events, bool):
+            raise InvalidInputError(
+                f"keep_debug_events must be True or False, not {type(keep_debug_events).__name__}"
+            )
+        self.keep_debug_events = keep_debug_events
+        """Keep request/response/headers events in ``answer.debug_events`` (redacted)."""
         self._transport: TransportT = self._transport_class(
             session, ssl=self.ssl, proxy=self.proxy, max_connections=max_connections
         )
@@ -198,6 +210,7 @@ class ClientCore(Generic[SessionT, TransportT]):
             self.base_url, model, messages, media, key, extra, self._headers(), self.upload_media
         )
         core = StreamCore(request, self.max_event_size, self._secrets(key))
+        core.answer._keep_debug_events = self.keep_debug_events
         core.loader = loader
         return core
 
