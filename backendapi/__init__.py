@@ -22,6 +22,7 @@ from ._core.options import DEFAULT_MAX_RESPONSE_SIZES, DEFAULT_TIMEOUT, Timeout
 from ._core.request import PreparedRequest
 from ._core.retry import RETRY_STATUSES, RetryPolicy
 from ._errors import (
+    AnswerParseError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -52,6 +53,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "Answer",
+    "AnswerParseError",
     "AsyncBackendApiClient",
     "AsyncChat",
     "AsyncStream",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar, cast, overload
+from typing import Any, Callable, Dict, Generic, List, Optional, Type, TypeVar, cast, overload
 
 from ._events import RawResponse
+from ._structured import parse_json, parse_model
 
 __all__ = ["Answer"]
 
@@ -18,6 +19,7 @@ DEBUG_EVENT_TYPES = frozenset({"request", "response", "headers"})
 
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 class _Field(Generic[T]):
@@ -382,6 +384,36 @@ class Answer:
             urls = [urls]
         if isinstance(urls, list):
             self._media.extend(url for url in urls if isinstance(url, str))
+
+    def json(self) -> Any:
+        """The answer's text parsed as JSON (for ``response_format`` answers and the like).
+
+        The whole text is parsed; if it is no JSON but holds a fenced code block
+        (```` ```json ... ``` ````, as models often wrap JSON), the first block
+        labelled ``json``, else the first unlabelled one, is. Raises
+        :class:`AnswerParseError` (a :class:`ValueError`) naming the line and
+        column of the text where parsing failed, with an excerpt.
+
+        >>> answer = Answer()
+        >>> answer.add(RawResponse(type="content", content='```json\\n{"a": 1}\\n```'))
+        >>> answer.json()
+        {'a': 1}
+        """
+        return parse_json(self.text)
+
+    def parse(self, model: Type[M]) -> M:
+        """The answer's JSON (see :meth:`json`) as an instance of ``model``.
+
+        ``model`` is a pydantic model class (v2's ``model_validate``, else v1's
+        ``parse_obj``; any class with one of them will do) or a dataclass,
+        whose nested dataclass fields (also in lists, tuples, dicts and
+        ``Optional``) are built from nested objects; keys that are no field
+        are ignored, as pydantic does by default; other values are taken as
+        JSON gives them, unchecked. Raises :class:`AnswerParseError` when the
+        text is no JSON or does not fit ``model``, naming where;
+        :class:`InvalidInputError` when ``model`` is none of those.
+        """
+        return parse_model(self.text, model)
 
     def __repr__(self) -> str:
         text = self.text

@@ -25,6 +25,7 @@ from scripted import CONVERSATION_PATH, FIRST
 
 from backendapi import (
     DEFAULT_MAX_RESPONSE_SIZES,
+    AnswerParseError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -397,10 +398,24 @@ def every_error() -> List[BackendApiError]:
         DecodeError("not JSON"),
         EventTooLargeError("too large"),
         ResponseTooLargeError("too large", limit=1000, url=url),
+        AnswerParseError("no JSON at line 1", lineno=1, colno=2, pos=1, model="Recipe"),
     ]
 
 
-FIELDS = ("args", "message", "status_code", "url", "body", "event", "limit", "reason")
+FIELDS = (
+    "args",
+    "message",
+    "status_code",
+    "url",
+    "body",
+    "event",
+    "limit",
+    "reason",
+    "lineno",
+    "colno",
+    "pos",
+    "model",
+)
 
 
 def same_error(one: BaseException, other: BaseException) -> bool:
