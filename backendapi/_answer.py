@@ -252,7 +252,20 @@ class Answer:
                     self._join_content()
                 if len(data) == 2:
                     return
-            self._add_content_extras(data)
+            # A generated image or video: its urls; audio: its data.
+            urls = data.get("urls")
+            if urls is not None:
+                self._add_urls(urls)
+            audio = data.get("data")
+            if audio.__class__ is str and audio:
+                self._audio.append(audio)
+            return
+        if kind == "reasoning":  # a reasoning model streams its thinking token by token too
+            token = data.get("token")
+            if token.__class__ is str:
+                self._reasoning.append(token)
+            if len(data) > 2:
+                self._add_reasoning_state(data)
             return
         gather = _GATHER.get(kind) if kind.__class__ is str else None
         if gather is not None:
@@ -263,19 +276,7 @@ class Answer:
         else:
             self._other.append(self._redacted_event(event))
 
-    def _add_content_extras(self, data: Dict[str, Any]) -> None:
-        urls = data.get("urls")
-        if urls is not None:
-            self._add_urls(urls)
-        audio = data.get("data")
-        if isinstance(audio, str) and audio:
-            self._audio.append(audio)
-
-    def _add_reasoning(self, event: RawResponse) -> None:
-        data = event.__dict__
-        token = data.get("token")
-        if isinstance(token, str):
-            self._reasoning.append(token)
+    def _add_reasoning_state(self, data: Dict[str, Any]) -> None:
         status = data.get("status")
         if isinstance(status, str):
             self._reasoning_status = status
@@ -427,9 +428,8 @@ class Answer:
         return self.text
 
 
-# The handlers of every event type but content (which add() takes itself, first).
+# The handlers of every event type but content and reasoning (which add() takes itself).
 _GATHER: Dict[str, Callable[[Answer, RawResponse], None]] = {
-    "reasoning": Answer._add_reasoning,
     "provider": Answer._add_provider,
     "usage": Answer._add_usage,
     "finish": Answer._add_finish,
