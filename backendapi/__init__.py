@@ -25,6 +25,7 @@ from ._core.retry import RETRY_STATUSES, RetryPolicy
 from ._core.routes import Speech
 from ._core.tools import function_definition
 from ._errors import (
+    AnswerParseError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -57,6 +58,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "Answer",
+    "AnswerParseError",
     "AsyncBackendApiClient",
     "AsyncChat",
     "AsyncStream",

@@ -165,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--framing", choices=("sse", "ndjson"), default="sse", help="event framing (default sse)"
     )
+    serve.add_argument(
+        "--provider",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="one more provider the server knows besides ScriptedProvider (repeatable); "
+        "a conversation naming an unknown one gets 404, as on g4f",
+    )
     serve.set_defaults(handler=_serve_test_command)
     return parser
 
@@ -298,6 +306,9 @@ def _models_command(args: argparse.Namespace) -> int:
     elif isinstance(result, list):
         for model in result:
             print(_model_line(model))
+        if not result and args.provider:
+            # g4f answers an unknown provider's models with [] too, not with an error.
+            _safe_write(sys.stderr, f"no models listed for provider {args.provider!r}\n")
     else:
         _print_json(result)
     return EXIT_OK
@@ -378,7 +389,7 @@ def _serve_test_command(args: argparse.Namespace) -> int:
         signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        server = BackendApiTestServer(args.host, port=args.port)
+        server = BackendApiTestServer(args.host, port=args.port, known_providers=args.provider)
         server.default_reply = Reply.answer(args.text, framing=args.framing)
         try:
             server.start()

@@ -14,7 +14,8 @@
     │   └── EventTooLargeError   one event exceeded the decoder's size limit
     ├── ResponseTooLargeError    a plain call's answer exceeded its max_response_size
     ├── ToolCallError            a tool call the chat cannot run (bad arguments, no JSON result)
-    └── ToolRoundsExceededError  the model still asked for tools after max_tool_rounds
+    ├── ToolRoundsExceededError  the model still asked for tools after max_tool_rounds
+    └── AnswerParseError         answer.json() / answer.parse(): the text is not what was asked
 
 Every one of them has three views of what went wrong: ``str(error)``, one
 printable line of at most :data:`STR_LIMIT` characters (whatever the server
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIConnectionError",
+    "AnswerParseError",
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
@@ -300,3 +302,34 @@ class ToolRoundsExceededError(BackendApiError):
         super().__init__(message)
         self.rounds = rounds
         """How many rounds of tool results were sent."""
+
+
+class AnswerParseError(BackendApiError, ValueError):
+    """``answer.json()`` or ``answer.parse(Model)`` found no JSON, or none that fits.
+
+    It is also a :class:`ValueError`, as :func:`json.loads` and pydantic's
+    errors are. :attr:`message` says where: the line and column of the
+    answer's text (in its fenced code block, if one was parsed), with an
+    excerpt, or which field of which model; the error it came from (a
+    :class:`json.JSONDecodeError`, pydantic's ``ValidationError``...) is its
+    ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        lineno: Optional[int] = None,
+        colno: Optional[int] = None,
+        pos: Optional[int] = None,
+        model: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.lineno = lineno
+        """The line (from 1) of the answer's text where JSON parsing failed, else None."""
+        self.colno = colno
+        """The column (from 1) of that line, else None."""
+        self.pos = pos
+        """The index of that character in the answer's text, else None."""
+        self.model = model
+        """The name of the class the JSON did not fit (``parse``), else None."""

@@ -107,6 +107,8 @@ class Side:
 
 @pytest.fixture
 def side(client_kind: str, backendapi_server: BackendApiTestServer) -> Iterator[Side]:
+    # The chats here talk to OpenaiChat; like g4f, the test server refuses providers it lacks.
+    backendapi_server.add_provider("OpenaiChat", ["gpt-4o", "other-model"])
     client_side = Side(client_kind, backendapi_server.url)
     try:
         yield client_side

@@ -94,6 +94,7 @@ def test_chat_prints_the_answer(backendapi_server: BackendApiTestServer) -> None
 def test_chat_sends_model_provider_system_and_key(
     backendapi_server: BackendApiTestServer,
 ) -> None:
+    backendapi_server.add_provider("OpenaiChat", ["gpt-4o"])
     backendapi_server.reply(Reply.answer("Done."))
     result = run(
         "chat",
@@ -269,11 +270,16 @@ def test_models(backendapi_server: BackendApiTestServer) -> None:
     assert backendapi_server.requests[-1].path == "/backend-api/v2/models"
 
 
-def test_models_of_an_unknown_provider_exits_1(backendapi_server: BackendApiTestServer) -> None:
+def test_models_of_an_unknown_provider_says_there_are_none(
+    backendapi_server: BackendApiTestServer,
+) -> None:
+    # g4f 8.8.6 answers 200 and [] for a provider it does not have.
     result = run("models", "--provider", "Nope", "--base-url", backendapi_server.url)
-    assert result.returncode == 1
-    assert "404" in result.stderr
+    assert (result.returncode, result.stdout) == (0, "")
+    assert "no models listed for provider 'Nope'" in result.stderr
     assert backendapi_server.requests[0].path == "/backend-api/v2/models/Nope"
+    result = run("models", "--provider", "ScriptedProvider", "--base-url", backendapi_server.url)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "scripted-1  [default]\n", "")
 
 
 def test_providers(backendapi_server: BackendApiTestServer) -> None:

@@ -139,6 +139,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"not really a jpeg"
 def test_the_request_carries_the_call_exactly(
     client_kind: str, backendapi_server: BackendApiTestServer, tmp_path: Path
 ) -> None:
+    backendapi_server.add_provider("OpenaiChat")
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(JPEG)
     messages = [
@@ -197,6 +198,7 @@ def test_the_request_has_no_media_and_the_client_key_by_default(
 def test_both_clients_send_the_same_request(
     backendapi_server: BackendApiTestServer, tmp_path: Path
 ) -> None:
+    backendapi_server.add_provider("OpenaiChat")
     photo = tmp_path / "photo.png"
     photo.write_bytes(PNG)
     call: Dict[str, Any] = dict(

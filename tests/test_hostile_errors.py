@@ -25,6 +25,7 @@ from scripted import CONVERSATION_PATH, FIRST
 
 from backendapi import (
     DEFAULT_MAX_RESPONSE_SIZES,
+    AnswerParseError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -413,10 +414,25 @@ def every_error() -> List[BackendApiError]:
         ResponseTooLargeError("too large", limit=1000, url=url),
         ToolCallError("the arguments of the call to f (c1) are not JSON"),
         ToolRoundsExceededError("the model still asks for tools", rounds=8),
+        AnswerParseError("no JSON at line 1", lineno=1, colno=2, pos=1, model="Recipe"),
     ]
 
 
-FIELDS = ("args", "message", "status_code", "url", "body", "event", "limit", "reason", "rounds")
+FIELDS = (
+    "args",
+    "message",
+    "status_code",
+    "url",
+    "body",
+    "event",
+    "limit",
+    "reason",
+    "lineno",
+    "colno",
+    "pos",
+    "model",
+    "rounds",
+)
 
 
 def same_error(one: BaseException, other: BaseException) -> bool:

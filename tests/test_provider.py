@@ -90,6 +90,7 @@ def test_the_seed_example_runs_unchanged(
 def test_events_are_yielded_as_raw_responses(
     backendapi_server: BackendApiTestServer, method: str
 ) -> None:
+    backendapi_server.add_provider("P")
     backendapi_server.reply(Reply.answer("Hi", title="Greeting"))
     responses = COLLECTORS[method](
         local(backendapi_server.url), "m", MESSAGES, None, None, provider="P"

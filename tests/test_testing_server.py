@@ -441,6 +441,8 @@ def test_unknown_provider_gets_404() -> None:
         status, _, body = post(server, {"provider": "Nope", "messages": []})
         assert (status, json.loads(body)) == (404, {"error": {"message": "Provider not found"}})
         assert post(server, {"provider": "OpenaiChat", "messages": []})[0] == 200
+        assert post(server, {"provider": "ScriptedProvider", "messages": []})[0] == 200
+        assert post(server, {"provider": "AnyProvider", "messages": []})[0] == 200
         assert post(server, {"messages": []})[0] == 200
 
 
@@ -628,6 +630,7 @@ def multipart(*parts: tuple[str, str | None, str | None, bytes]) -> tuple[bytes,
 def test_create_echoes_the_prompt_as_streamed_plain_text(
     backendapi_server: BackendApiTestServer,
 ) -> None:
+    backendapi_server.add_provider("P")
     with connect(backendapi_server) as conn:
         conn.sock.sendall(
             b"GET /backend-api/v2/create?prompt=Hello%2C+w%C3%B6rld&model=m&provider=P"
@@ -669,19 +672,17 @@ def test_create_with_an_unknown_provider_gets_404() -> None:
 def test_models_of_a_provider(backendapi_server: BackendApiTestServer) -> None:
     status, models = get_json(backendapi_server, "/backend-api/v2/models/ScriptedProvider")
     assert status == 200
-    assert [model["model"] for model in models] == ["scripted-1"]
-    assert {"default", "vision", "image"} <= set(models[0])
+    assert [model["id"] for model in models] == ["scripted-1"]
+    assert {"default", "vision", "image", "tags"} <= set(models[0])
     assert last_request(backendapi_server).path == "/backend-api/v2/models/ScriptedProvider"
 
 
-def test_models_of_an_unknown_provider_get_404() -> None:
+def test_models_of_an_unknown_provider_are_an_empty_list() -> None:
     with BackendApiTestServer(known_providers={"OpenaiChat"}) as server:
-        assert get_json(server, "/backend-api/v2/models/Nope") == (
-            404,
-            {"error": {"message": "Provider not found"}},
-        )
-        assert get_json(server, "/backend-api/v2/models/OpenaiChat")[0] == 200
-        assert get_json(server, "/backend-api/v2/models/ScriptedProvider")[0] == 200
+        assert get_json(server, "/backend-api/v2/models/Nope") == (200, [])
+        assert get_json(server, "/backend-api/v2/models/OpenaiChat") == (200, [])
+        status, models = get_json(server, "/backend-api/v2/models/ScriptedProvider")
+        assert (status, [model["id"] for model in models]) == (200, ["scripted-1"])
 
 
 def test_files_upload_is_recorded_and_answered_like_g4f(

@@ -84,6 +84,11 @@ class ClientCore(Generic[SessionT, TransportT]):
       only that 1xx fix (http.client alone would take a ``103`` for the
       answer). Below an adapter that is no ``HTTPAdapter``, a 1xx is refused.
     * ``max_event_size``: largest event in bytes (default 64 MiB).
+    * ``keep_debug_events``: keep the ``request``, ``response`` and
+      ``headers`` events (a provider's own HTTP traffic, which may carry its
+      keys or cookies) in ``answer.debug_events``, the api key replaced;
+      False (the default) drops them from the answer (the stream still
+      yields them).
     * ``upload_media``: send local media as multipart file parts (raw bytes)
       instead of base64 ``data:`` URIs, a third fewer bytes on the wire.
     * ``max_retries``: retries of a request that failed before any of its
@@ -129,6 +134,7 @@ class ClientCore(Generic[SessionT, TransportT]):
         proxy: Optional[str] = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_response_size: Optional[int] = None,
+        keep_debug_events: bool = False,
     ) -> None:
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
@@ -189,6 +195,12 @@ class ClientCore(Generic[SessionT, TransportT]):
             check_size("max_response_size", max_response_size)
         self.max_response_size = max_response_size
         """Most bytes a plain call reads of an answer; None: each call's own default."""
+        if not isinstance(keep_debug_events, bool):
+            raise InvalidInputError(
+                f"keep_debug_events must be True or False, not {type(keep_debug_events).__name__}"
+            )
+        self.keep_debug_events = keep_debug_events
+        """Keep request/response/headers events in ``answer.debug_events`` (redacted)."""
         self._transport: TransportT = self._transport_class(
             session, ssl=self.ssl, proxy=self.proxy, max_connections=max_connections
         )
@@ -212,6 +224,7 @@ class ClientCore(Generic[SessionT, TransportT]):
             self.base_url, model, messages, media, key, extra, self._headers(), self.upload_media
         )
         core = StreamCore(request, self.max_event_size, self._secrets(key))
+        core.answer._keep_debug_events = self.keep_debug_events
         core.loader = loader
         core.answer._base_url = self.base_url  # for its relative media URLs
         return core

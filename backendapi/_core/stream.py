@@ -117,6 +117,8 @@ class StreamCore(Exchange):
         self.answer = Answer()
         """Everything yielded so far, gathered."""
         self.answer._catch_up = self._count_taken
+        if self.secrets:
+            self.answer._redact = self.redact_json
         self.on_complete: List[Callable[[Answer], None]] = []
         """Called once with the answer when the stream ends without error."""
         self.taking: Iterator[Dict[str, Any]] = iter(())

@@ -152,7 +152,7 @@ class _Routes:
     async def _unknown(self, request: web.Request) -> web.Response | None:
         """Record the request; g4f's 404 when it names a provider the server does not know."""
         await self._server._record_finished(request)
-        if self._server._is_known_provider(request.match_info["provider"]):
+        if self._server._providers.knows(request.match_info["provider"]):
             return None
         return _error(404, "Provider not found")
 

@@ -6,19 +6,22 @@ import asyncio
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, final
 
 from aiohttp import web
 
 from ._files import Storage, add_file_routes
 from ._info import InfoRoutes, add_info_routes
+from ._providers import ProviderRegistry, json_document
 from ._recording import RecordedRequest, record
-from ._replies import MODEL, PROVIDER, Reply, error_document
+from ._replies import Reply, error_document
 from ._sending import send_reply
 
 _CONVERSATION_PATH = "/backend-api/v2/conversation"
 _VERSION = "8.8.6"
+# g4f's built-in provider that picks another: every g4f server takes it, unlisted.
+ANY_PROVIDER = "AnyProvider"
 
 
 def _origin(host: str, ssl_context: ssl.SSLContext | None) -> str:
@@ -29,7 +32,7 @@ def _origin(host: str, ssl_context: ssl.SSLContext | None) -> str:
 
 
 def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response(error_document(message), status=status)
+    return json_document(error_document(message), status=status)
 
 
 class _CountingSite(web.BaseSite):
@@ -80,25 +83,30 @@ class BackendApiTestServer:
     """A Backend API server on loopback, running its own event loop in a background thread.
 
     Conversation requests get the queued replies in order (see `reply`), then
-    `default_reply`. ``GET /backend-api/v2/version``, ``/models``, ``/models/<provider>`` and
-    ``/providers`` respond like g4f 8.8.6 with one provider, ``ScriptedProvider``, serving one
-    model, ``scripted-1``; ``/models/<provider>`` responds with 404 ``Provider not found`` for
-    providers other than that one and those in `known_providers`. ``GET
-    /backend-api/v2/create?prompt=...`` responds with plain text, streamed: `create_text_reply`, or
-    the prompt itself when that is None. ``POST /backend-api/v2/files/<bucket_id>`` takes a
-    multipart upload of ``files`` parts and responds like g4f, ``{"bucket_id": ..., "files":
-    [names of documents], "media": [{"name": ...} of images, audio and video]}``. The
-    provider and bookkeeping routes (``synthesize``, ``quota``, ``health``, ``oauth``, ``status``,
-    ``stats``, ``usage``, ``log``) answer as g4f's do, scripted on `info`. Any other
-    path gets 404. Every request is recorded (see `requests`). Conversation requests
-    rejected with 400 or 404 leave the queued replies alone.
+    `default_reply`. The server knows which providers exist, as g4f does: ``ScriptedProvider``,
+    serving one model, ``scripted-1``, and those a test registers (`add_provider`, or the
+    ``known_providers`` argument). A conversation request naming another provider gets g4f
+    8.8.6's 404 ``{"error": {"message": "Provider not found"}}``; one naming none (or g4f's
+    own ``AnyProvider``) is accepted, as g4f then picks a provider itself. ``GET
+    /backend-api/v2/version``, ``/models``, ``/models/<provider>`` (``[]`` for an unknown
+    provider, as g4f answers) and ``/providers`` respond like g4f 8.8.6 about those
+    providers. ``GET /backend-api/v2/create?prompt=...`` responds with plain text, streamed:
+    `create_text_reply`, or the prompt itself when that is None (an unknown provider: g4f's
+    404 ``Model or provider not found``). ``POST /backend-api/v2/files/<bucket_id>`` takes a
+    multipart upload of ``files`` parts and responds like g4f, ``{"bucket_id": ...,
+    "files": [names of documents], "media": [{"name": ...} of images, audio and video]}``;
+    the other bucket routes, media and ``create``'s parameters answer as g4f's do
+    (`storage`). The provider and bookkeeping routes (``synthesize``, ``quota``,
+    ``health``, ``oauth``, ``status``, ``stats``, ``usage``, ``log``) answer as g4f's do,
+    scripted on `info`. Any other path gets 404. Every request is recorded (see
+    `requests`). Conversation requests rejected with 400 or 404 leave the queued replies
+    alone.
 
     Args:
         host: the address to listen on.
         port: the port to listen on; 0, the default, lets the system pick a free one.
-        known_providers: when given, a conversation request naming a provider outside this
-            collection gets g4f's 404 ``Provider not found``. Requests without a provider
-            are accepted, as g4f then picks one itself.
+        known_providers: names of more providers to know besides ``ScriptedProvider``, each
+            serving no model (`add_provider` registers one with models).
         shutdown_timeout: how long `stop` lets open connections finish, in seconds.
         ssl_context: when given, the server speaks HTTPS with this server-side context
             (certificate and key loaded, e.g. with ``trustme``) and `url` starts with
@@ -123,7 +131,9 @@ class BackendApiTestServer:
         self.host = host
         self.requested_port = port
         """The port asked for (0: any free one); `port` is the one bound."""
-        self.known_providers = known_providers
+        self._providers = ProviderRegistry()
+        for name in known_providers or ():
+            self._providers.add(name)
         self.shutdown_timeout = shutdown_timeout
         #: Serves HTTPS with this context when set (see the ``ssl_context`` argument).
         self.ssl_context = ssl_context
@@ -149,6 +159,23 @@ class BackendApiTestServer:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._connections_accepted = 0
+
+    def add_provider(
+        self, name: str, models: Iterable[str] = (), *, label: str | None = None
+    ) -> None:
+        """Know one more provider, as if it were installed on a g4f server.
+
+        Conversation and ``create`` requests naming it are then answered, and ``/models``,
+        ``/models/<name>`` and ``/providers`` list it. `models` are the names of its models,
+        the first one its default; `label` is its display name (the name by default).
+        Registering a name again replaces it. It may be called while the server runs.
+        """
+        self._providers.add(name, models, label)
+
+    @property
+    def known_providers(self) -> frozenset[str]:
+        """The names of the providers the server knows (see `add_provider`)."""
+        return self._providers.names()
 
     @property
     def connections_accepted(self) -> int:
@@ -324,64 +351,28 @@ class BackendApiTestServer:
 
     async def _handle_simple(self, request: web.Request, document: Any) -> web.Response:
         await self._record_finished(request)
-        return web.json_response(document)
+        return json_document(document)
 
     async def _handle_version(self, request: web.Request) -> web.Response:
         return await self._handle_simple(request, {"version": _VERSION, "latest_version": _VERSION})
 
     async def _handle_models(self, request: web.Request) -> web.Response:
-        return await self._handle_simple(request, {PROVIDER: [MODEL]})
+        return await self._handle_simple(request, self._providers.all_models())
 
     async def _handle_providers(self, request: web.Request) -> web.Response:
-        provider = {
-            "name": PROVIDER,
-            "label": PROVIDER,
-            "parent": None,
-            "image": 0,
-            "audio": 0,
-            "video": 0,
-            "vision": False,
-            "nodriver": False,
-            "hf_space": False,
-            "active_by_default": True,
-            "auth": False,
-            "login_url": None,
-            "live": 0,
-        }
-        return await self._handle_simple(request, [provider])
+        return await self._handle_simple(request, self._providers.provider_objects())
 
     def _rejects_provider(self, provider: Any) -> bool:
-        """True when a request names a provider outside `known_providers`, if that is set.
+        """True when a request names a provider the server does not know.
 
-        A request that names none passes: g4f then picks a provider itself.
+        A request that names none, or g4f's own ``AnyProvider``, passes: g4f then picks a
+        provider itself.
         """
-        return (
-            bool(provider)
-            and self.known_providers is not None
-            and provider not in self.known_providers
-        )
-
-    def _is_known_provider(self, provider: str) -> bool:
-        return provider == PROVIDER or (
-            self.known_providers is not None and provider in self.known_providers
-        )
+        return bool(provider) and provider != ANY_PROVIDER and not self._providers.knows(provider)
 
     async def _handle_provider_models(self, request: web.Request) -> web.Response:
-        await self._record_finished(request)
         provider = request.match_info["provider"]
-        if not self._is_known_provider(provider):
-            return _json_error(404, "Provider not found")
-        model = {
-            "model": MODEL,
-            "label": MODEL,
-            "default": True,
-            "vision": False,
-            "audio": False,
-            "video": False,
-            "image": False,
-            "count": False,
-        }
-        return web.json_response([model])
+        return await self._handle_simple(request, self._providers.provider_models(provider))
 
     async def _handle_unknown(self, request: web.Request) -> web.Response:
         await self._record_finished(request)
