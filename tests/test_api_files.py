@@ -437,6 +437,7 @@ def test_create_follows_a_redirect_but_the_conversation_post_does_not(
 def test_create_text_sends_every_parameter_g4f_reads(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
+    backendapi_server.add_provider("P")
     call(client_kind, backendapi_server.url, "create_text", "Hi", model="m", provider="P",
          web_search=True, filter_markdown="json", cache="k1", audio=True, stream=True)  # fmt: skip
     assert last(backendapi_server).query == {
