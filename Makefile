@@ -17,8 +17,11 @@ $(STAMP): $(BIN)/python setup.cfg setup.py
 
 install: $(STAMP)
 
+# Two worker processes (pytest-xdist): CI's 2 cores. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # ruff reads no setup.cfg, so its few settings live here.
 RUFF_OPTS := --line-length 100 --target-version py39
