@@ -16,7 +16,10 @@ caller's session's ``HTTPAdapter`` (:func:`final_responses_below`). They
 * take the chunk-size lines the async client's parser (llhttp) takes and
   refuse the others as it does: http.client cuts a line at its ``;`` and
   reads the rest with ``int(x, 16)``, which also takes `` 2c``, ``+2c``,
-  ``0x2c``, ``2_c`` and any extension at all.
+  ``0x2c``, ``2_c`` and any extension at all;
+* read what ends a chunk's data as llhttp does (CRLF or a bare LF; anything
+  else is refused): http.client throws the two bytes after the data away
+  unread, which takes ``XY`` and breaks on a bare LF.
 """
 
 from __future__ import annotations
@@ -84,6 +87,43 @@ class FinalResponse(http.client.HTTPResponse):
             # are dropped, the answer comes after them.
             http.client.parse_headers(self.fp)
 
+    def _get_chunk_left(self) -> Optional[int]:
+        # http.client's, but for the end of a chunk's data, read in the try: a ValueError
+        # is its word for broken framing.
+        chunk_left: Optional[int] = self.chunk_left
+        if not chunk_left:  # None before the first chunk, 0 after a chunk's data
+            try:
+                if chunk_left is not None:  # the CRLF or bare LF after a chunk's data
+                    end = self.fp.read(1)
+                    if end == b"\r":
+                        end = self.fp.read(1)
+                    if end != b"\n":
+                        self._refuse_chunk_end(end)
+                chunk_left = self._read_next_chunk_size()
+                if chunk_left == 0:
+                    self._read_and_discard_trailer()  # type: ignore[attr-defined]
+            except ValueError as exc:
+                self._drop()
+                raise http.client.IncompleteRead(b"") from exc
+            if chunk_left == 0:
+                self._close_conn()  # type: ignore[attr-defined]
+                chunk_left = None
+            self.chunk_left = chunk_left
+        return chunk_left
+
+    def _refuse_chunk_end(self, end: bytes) -> NoReturn:
+        """End the body at what follows a chunk's data (after a CR, if one came) when it is
+        no LF: refused as llhttp does, or cut short if the body ended there."""
+        if end:
+            raise ValueError(f"invalid end of chunk data: {end!r}")
+        self._drop()
+        raise http.client.IncompleteRead(b"", 1)
+
+    def _drop(self) -> None:
+        """Close the response's file, if still open: its connection is not reused."""
+        if self.fp is not None:
+            self._close_conn()  # type: ignore[attr-defined]
+
     def _read_next_chunk_size(self) -> int:
         line = self.fp.readline(_MAX_LINE + 1)
         if len(line) > _MAX_LINE:
@@ -102,7 +142,7 @@ class FinalResponse(http.client.HTTPResponse):
         """End the body at a chunk-size line llhttp refuses: with a ValueError, which
         http.client reports as a chunk size that is no number; with an IncompleteRead
         when the body ended in a line that could still have been taken."""
-        self._close_conn()  # type: ignore[attr-defined]
+        self._drop()
         if cut:
             raise http.client.IncompleteRead(b"")
         raise ValueError(f"invalid chunk-size line: {line[:40]!r}")
