@@ -109,3 +109,98 @@ def test_what_follows_a_chunks_data_is_taken_or_refused_alike(
     result = run_stream_with(client_kind, raw_server.url)
 
     _assert_alike(result, raw_server.url, outcome, ["Hi", "Yo"])
+
+
+TCHARS = b"!#$%&'*+-.^_`|~09azAZ"
+
+
+def _fields(count: int) -> bytes:
+    return b"".join(b"X-%d: 1\r\n" % number for number in range(count))
+
+
+def _folded_field(size: int) -> bytes:
+    """A field over two lines whose name and value come to ``size`` bytes as aiohttp
+    counts them: the continuation's space, not the spaces before the value nor line ends."""
+    return b"X: " + b"a" * 40000 + b"\r\n " + b"b" * (size - 40002) + b"\r\n"
+
+
+# What follows the first chunk: the last chunk, its trailer section and the section's end;
+# as llhttp takes it, as measured on loopback. http.client read lines up to the first
+# empty one or the body's end, whatever they held.
+TRAILERS = [
+    ("crlf", b"0\r\n\r\n", TAKEN),
+    ("lf", b"0\r\n\n", TAKEN),
+    ("lf-lf-size-line-then-lf", b"0\n\n\n", TAKEN),
+    ("lf-lf-size-line-then-crlf", b"0\n\n\r\n", TAKEN),
+    ("extension-lf-then-lf", b"0;a\n\n", TAKEN),
+    ("extension-lf-then-crlf", b"0;a\n\r\n", TAKEN),
+    ("field", b"0\r\nX-T: 1\r\n\r\n", TAKEN),
+    ("field-lf-lf", b"0\r\nX-T: 1\n\n", TAKEN),
+    ("field-lf-crlf", b"0\r\nX-T: 1\n\r\n", TAKEN),
+    ("field-crlf-lf", b"0\r\nX-T: 1\r\n\n", TAKEN),
+    ("fields", b"0\r\nX-T: 1\r\nX-U: 2\r\n\r\n", TAKEN),
+    ("token-name", b"0\r\n" + TCHARS + b": 1\r\n\r\n", TAKEN),
+    ("empty-value", b"0\r\nX-T:\r\n\r\n", TAKEN),
+    ("tab-and-trailing-spaces", b"0\r\nX-T:\t1 \t\r\n\r\n", TAKEN),
+    ("any-value-byte", b'0\r\nX-T: \x00\x01\x7f\x80\xff"\\:\r\n\r\n', TAKEN),
+    ("folded", b"0\r\nX-T: 1\r\n 2\r\n\t3\r\n\r\n", TAKEN),
+    ("folded-empty", b"0\r\nX-T:\r\n \r\n\r\n", TAKEN),
+    # llhttp ends an empty field at a CR alone right after the colon (and its spaces).
+    ("cr-after-colon", b"0\r\nX-T:\rX-U: 2\r\n\r\n", TAKEN),
+    ("cr-after-colon-then-end", b"0\r\nX-T: \r\r\n", TAKEN),
+    ("nul-in-the-last-field", b"0\r\nX-T: 1\r\nX-U: a\x00b\r\n\r\n", TAKEN),
+    ("98-fields", b"0\r\n" + _fields(98) + b"\r\n", TAKEN),
+    (
+        "a-field-of-64-kib-over-two-lines",
+        b"0\r\n" + _folded_field(65536) + b"\r\n",
+        TAKEN,
+    ),
+    ("no-colon", b"0\r\nXT\r\n\r\n", REFUSED),
+    ("space-in-name", b"0\r\nX T: 1\r\n\r\n", REFUSED),
+    ("space-before-colon", b"0\r\nX-T : 1\r\n\r\n", REFUSED),
+    ("empty-name", b"0\r\n: 1\r\n\r\n", REFUSED),
+    ("not-a-token", b"0\r\nX@T: 1\r\n\r\n", REFUSED),
+    ("folded-first", b"0\r\n X-T: 1\r\n\r\n", REFUSED),
+    ("cr-in-value", b"0\r\nX-T: 1\rx\r\n\r\n", REFUSED),
+    ("cr-cr-lf", b"0\r\nX-T: 1\r\r\n\r\n", REFUSED),
+    ("end-cr-x", b"0\r\n\rX", REFUSED),
+    ("end-cr-cr-lf", b"0\r\nX-T: 1\r\n\r\r\n", REFUSED),
+    ("nul-in-a-field-before-another", b"0\r\nX-T: a\x00b\r\nX-U: 1\r\n\r\n", REFUSED),
+    ("99-fields", b"0\r\n" + _fields(99) + b"\r\n", REFUSED),
+    (
+        "a-field-over-64-kib-over-two-lines",
+        b"0\r\n" + _folded_field(65537) + b"\r\n",
+        REFUSED,
+    ),
+    ("a-line-over-64-kib", b"0\r\nX-T: " + b"a" * 70000 + b"\r\n\r\n", REFUSED),
+    ("no-token-then-fin", b"0\r\nX T", REFUSED),
+    ("fin", b"0\r\n", CUT),
+    ("cr-then-fin", b"0\r\n\r", CUT),
+    ("lf-lf-size-line-then-fin", b"0\n\n", CUT),
+    ("extension-lf-then-fin", b"0;a\n", CUT),
+    ("field-then-fin", b"0\r\nX-T: 1\r\n", CUT),
+    ("field-lf-then-fin", b"0\r\nX-T: 1\n", CUT),
+    ("in-a-value", b"0\r\nX-T: 1", CUT),
+    ("in-a-name", b"0\r\nX-T", CUT),
+    ("after-a-colon", b"0\r\nX-T:", CUT),
+    ("after-a-value-cr", b"0\r\nX-T: 1\r", CUT),
+    ("in-a-fold", b"0\r\nX-T: 1\r\n ", CUT),
+]
+
+
+@pytest.mark.parametrize(
+    ("tail", "outcome"),
+    [pytest.param(tail, outcome, id=name) for name, tail, outcome in TRAILERS],
+)
+def test_a_trailer_section_is_taken_or_refused_alike(
+    client_kind: str, raw_server: RawServer, tail: bytes, outcome: str
+) -> None:
+    """After the last chunk, trailer fields and an empty line, or the body is cut short
+    (the blocking client took a body ending anywhere in the section for a whole one, and
+    any line at all as a field)."""
+    _skip_where_aiohttp_parses_otherwise(client_kind)
+    raw_server.answer = CHUNKED + chunk(HI) + tail
+
+    result = run_stream_with(client_kind, raw_server.url)
+
+    _assert_alike(result, raw_server.url, outcome, ["Hi"])
