@@ -5,18 +5,31 @@ What follows a chunk's data (its CRLF, or something else), and what follows the 
 (aiohttp's C parser, below the async client) does, by both clients. The servers are raw
 sockets on loopback (`loopback.RawServer`): the answer, then the end of the connection.
 ``docs/reliability.md`` lists what each case gives the caller ("Chunk ends and trailers").
+
+The last test feeds random chunk ends and trailer sections to llhttp itself and to the
+blocking client's response class, and expects the same judgement of each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import io
+import random
+from typing import Callable, Iterator
+from unittest import mock
+
 import aiohttp.helpers
 import aiohttp.http_parser
 import pytest
+from aiohttp.http_exceptions import HttpProcessingError, TransferEncodingError
 from clients import Result, run_stream_with
 from loopback import RawServer
 from scripted import CONVERSATION_PATH, chunk
 
 from backendapi import IncompleteStreamError
+from backendapi._transports.aiohttp import _HEADER_LIMITS
+from backendapi._transports.connections import FinalResponse
 
 pytestmark = pytest.mark.usefixtures("clean_network_env")
 
@@ -204,3 +217,128 @@ def test_a_trailer_section_is_taken_or_refused_alike(
     result = run_stream_with(client_kind, raw_server.url)
 
     _assert_alike(result, raw_server.url, outcome, ["Hi"])
+
+
+# Random chunk ends and trailer sections, judged by llhttp and by the blocking client.
+
+
+class _Socket:
+    """What ``HTTPResponse`` reads a response from: here, bytes in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(io.BytesIO(self._data))
+
+
+def _judged_by_the_blocking_client(body: bytes) -> str:
+    response = FinalResponse(_Socket(CHUNKED + body), method="POST")
+    response.begin()
+    try:
+        while response.read1(65536):
+            pass
+    except http.client.IncompleteRead as exc:
+        # The transport's reading of it: a ValueError behind it is broken framing.
+        return REFUSED if isinstance(exc.__context__, ValueError) else CUT
+    return TAKEN
+
+
+@pytest.fixture(scope="module")
+def judged_by_llhttp() -> Iterator[Callable[[bytes], str]]:
+    """Judges a body with llhttp, as aiohttp (configured as the async client has it) runs it."""
+    loop = asyncio.new_event_loop()
+
+    def judge(body: bytes) -> str:
+        parser = aiohttp.http_parser.HttpResponseParser(mock.Mock(), loop, 2**16, **_HEADER_LIMITS)
+        messages, _, _ = parser.feed_data(CHUNKED)
+        payload = messages[0][1]
+        try:
+            parser.feed_data(body)
+        except HttpProcessingError:
+            # After a whole body, bytes that are no next response do not matter.
+            return TAKEN if payload.is_eof() and payload.exception() is None else REFUSED
+        if payload.is_eof():
+            return TAKEN
+        with pytest.raises(TransferEncodingError):
+            parser.feed_eof()
+        return CUT
+
+    yield judge
+    loop.close()
+
+
+def _random_chunk_end(rng: random.Random) -> bytes:
+    pieces = [b"\r\n"] * 4 + [b"\n"] * 2 + [b"\r", b"X", b" ", b"0", b"\t"]
+    end = b"".join(rng.choice(pieces) for _ in range(rng.choice([0, 1, 1, 1, 2, 2, 3])))
+    after = rng.choice([b"", LAST, b"0\n\n\n", b"2c\r\n" + YO + b"\r\n" + LAST])
+    body = YO + end + after
+    if rng.random() < 0.3:
+        body = body[: rng.randint(len(YO), len(body))]
+    return chunk(HI) + b"%x\r\n" % len(YO) + body
+
+
+# The pieces of trailer sections, the good ones more often than the others.
+_NAMES = [b"X", b"X-T", TCHARS] * 8 + [b"", b"X T", b"X@", b"\x7f", b"\x80", b"X\t"]
+_SPACES = [b"", b" ", b"\t", b"  "]
+_GOOD_VALUE_BYTES = [b"a", b"1", b" ", b"\t", b":", b'"', b"\x80"]
+_VALUE_BYTES = _GOOD_VALUE_BYTES * 4 + [b"\x00", b"\x7f", b"\r"]
+_LINE_ENDS = [b"\r\n"] * 6 + [b"\n"] * 3 + [b"\r", b"\r\r\n", b""]
+
+
+def _random_value(rng: random.Random, good: bool = False) -> bytes:
+    choices = _GOOD_VALUE_BYTES if good else _VALUE_BYTES
+    return b"".join(rng.choice(choices) for _ in range(rng.randint(0, 4)))
+
+
+def _random_trailer_line(rng: random.Random) -> bytes:
+    kind = rng.random()
+    if kind < 0.6:
+        colon = b":" if rng.random() < 0.95 else b""
+        line = rng.choice(_NAMES) + colon + rng.choice(_SPACES) + _random_value(rng)
+    elif kind < 0.85:
+        line = rng.choice([b" ", b"\t"]) + _random_value(rng)  # a continuation
+    else:
+        line = b""
+    return line + rng.choice(_LINE_ENDS)
+
+
+def _random_trailer_section(rng: random.Random) -> bytes:
+    section = [rng.choice([b"0\r\n", b"0\n\n", b"0;a\n", b"0;a=b\r\n"])]
+    if rng.random() < 0.1:
+        # Around aiohttp's limit on fields (the head's two and the trailers), a NUL at times.
+        for number in range(rng.randint(96, 100)):
+            nul = b"\x00" if rng.random() < 0.01 else b""
+            section.append(b"X-%d: %s%s\r\n" % (number, nul, _random_value(rng, good=True)))
+    else:
+        section.extend(_random_trailer_line(rng) for _ in range(rng.randint(0, 4)))
+    section.append(rng.choice([b"\r\n", b"\n", b""]))
+    body = b"".join(section)
+    if rng.random() < 0.3:
+        body = body[: rng.randint(0, len(body))]
+    return chunk(HI) + body
+
+
+@pytest.mark.skipif(
+    aiohttp.helpers.DEBUG or not _c_parser(), reason="llhttp, as aiohttp runs it by default"
+)
+@pytest.mark.parametrize(
+    "generate", [_random_chunk_end, _random_trailer_section], ids=["chunk-ends", "trailers"]
+)
+def test_random_chunk_ends_and_trailers_are_judged_as_llhttp_judges_them(
+    judged_by_llhttp: Callable[[bytes], str], generate: Callable[[random.Random], bytes]
+) -> None:
+    """Bodies made of the pieces of the tables above, at random: the blocking client takes,
+    refuses or finds cut short each as llhttp does."""
+    rng = random.Random(12)
+    bodies = {generate(rng) for _ in range(3000)}
+
+    differing = [
+        (body, judged_by_llhttp(body), _judged_by_the_blocking_client(body))
+        for body in sorted(bodies)
+        if judged_by_llhttp(body) != _judged_by_the_blocking_client(body)
+    ]
+
+    assert differing == []
+    judgements = {judged_by_llhttp(body) for body in bodies}
+    assert judgements == {TAKEN, REFUSED, CUT}
