@@ -131,6 +131,12 @@ def _fields(count: int) -> bytes:
     return b"".join(b"X-%d: 1\r\n" % number for number in range(count))
 
 
+# aiohttp counts the head's fields and the trailers' (all but the last) against its limit.
+TOO_MANY_FIELDS = b"0\r\n" + _fields(99) + b"\r\n"
+# The limit the async client sets, where aiohttp lets it (from 3.13.4 on).
+FIELDS_LIMITED = "max_headers" in _HEADER_LIMITS
+
+
 def _folded_field(size: int) -> bytes:
     """A field over two lines whose name and value come to ``size`` bytes as aiohttp
     counts them: the continuation's space, not the spaces before the value nor line ends."""
@@ -179,7 +185,7 @@ TRAILERS = [
     ("end-cr-x", b"0\r\n\rX", REFUSED),
     ("end-cr-cr-lf", b"0\r\nX-T: 1\r\n\r\r\n", REFUSED),
     ("nul-in-a-field-before-another", b"0\r\nX-T: a\x00b\r\nX-U: 1\r\n\r\n", REFUSED),
-    ("99-fields", b"0\r\n" + _fields(99) + b"\r\n", REFUSED),
+    ("99-fields", TOO_MANY_FIELDS, REFUSED),
     (
         "a-field-over-64-kib-over-two-lines",
         b"0\r\n" + _folded_field(65537) + b"\r\n",
@@ -212,6 +218,8 @@ def test_a_trailer_section_is_taken_or_refused_alike(
     (the blocking client took a body ending anywhere in the section for a whole one, and
     any line at all as a field)."""
     _skip_where_aiohttp_parses_otherwise(client_kind)
+    if client_kind == "async" and tail == TOO_MANY_FIELDS and not FIELDS_LIMITED:
+        pytest.skip("aiohttp before 3.13.4 cannot be set to 99 fields")
     raw_server.answer = CHUNKED + chunk(HI) + tail
 
     result = run_stream_with(client_kind, raw_server.url)
@@ -305,7 +313,7 @@ def _random_trailer_line(rng: random.Random) -> bytes:
 
 def _random_trailer_section(rng: random.Random) -> bytes:
     section = [rng.choice([b"0\r\n", b"0\n\n", b"0;a\n", b"0;a=b\r\n"])]
-    if rng.random() < 0.1:
+    if FIELDS_LIMITED and rng.random() < 0.1:
         # Around aiohttp's limit on fields (the head's two and the trailers), a NUL at times.
         for number in range(rng.randint(96, 100)):
             nul = b"\x00" if rng.random() < 0.01 else b""
