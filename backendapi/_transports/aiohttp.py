@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import certifi
-from aiohttp.http_exceptions import HttpProcessingError, TransferEncodingError
+from aiohttp.http_exceptions import HttpProcessingError
 from urllib3.exceptions import InsecureRequestWarning
 from yarl import URL
 
@@ -29,8 +29,8 @@ from .._core.request import PreparedRequest
 from .._errors import BackendApiError
 from . import Failure, TransportBase, TransportError
 from ._loops import LoopResponse, LoopSession, LoopSessions, ReadDeadline
-from .aiohttp_body import BodyReader, use_head_first_protocol
-from .body import INVALID_CHUNKING, ContentDecoder, body_decoder
+from .aiohttp_body import BodyReader, broken_framing, use_head_first_protocol
+from .body import INVALID_CHUNKING, MAX_FIELD_SIZE, MAX_FIELDS, ContentDecoder, body_decoder
 
 __all__ = ["AiohttpResponse", "AiohttpTransport"]
 
@@ -41,9 +41,9 @@ SSLContextType = ssl.SSLContext
 
 # The limits http.client (so the blocking transport) puts on a response's head: a line
 # of up to 64 KiB and at most 99 header lines (aiohttp: 8190 bytes, 128 lines).
-_HEADER_LIMITS: Dict[str, Any] = {"max_line_size": 65536, "max_field_size": 65536}
+_HEADER_LIMITS: Dict[str, Any] = {"max_line_size": 65536, "max_field_size": MAX_FIELD_SIZE}
 if "max_headers" in inspect.signature(aiohttp.ClientSession).parameters:  # aiohttp >= 3.13.4
-    _HEADER_LIMITS["max_headers"] = 99  # http.client counts the blank line too
+    _HEADER_LIMITS["max_headers"] = MAX_FIELDS
 
 # TLS inside TLS (an https:// proxy for an https:// server) is in asyncio from
 # Python 3.11 on, and aiohttp then supports it; before, such a proxy is not used.
@@ -302,10 +302,7 @@ def _failure(exc: BaseException, *, connecting: bool) -> TransportError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
         return TransportError(Failure.TLS, detail)
-    # aiohttp's Python parser (AIOHTTP_NO_EXTENSIONS) says this of a chunk line it
-    # refuses, and of a body cut short ("Not enough data...").
-    chunking = any(isinstance(cause, TransferEncodingError) for cause in (exc, exc.__cause__))
-    if chunking and not connecting and "Not enough data" not in detail:
+    if not connecting and broken_framing(exc):
         return TransportError(Failure.INVALID_RESPONSE, INVALID_CHUNKING)
     if isinstance(exc, aiohttp.ClientPayloadError):
         if "compress" in detail.lower() or "decod" in detail.lower():

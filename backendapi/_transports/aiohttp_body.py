@@ -12,6 +12,8 @@ line that is no hex number, spaces after a chunk extension's ``;``):
   before the bad line are lost: :class:`HeadFirstProtocol` (the own session's
   protocol) hands the parser a response's head apart from what follows it, so
   the response is made first and the error comes after its events.
+
+:func:`broken_framing` tells such a refusal, in aiohttp's words, from a body cut short.
 """
 
 from __future__ import annotations
@@ -22,11 +24,18 @@ from typing import Any, Optional
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import BadHttpMessage, PayloadEncodingError, TransferEncodingError
 
 from . import Failure, TransportError
 from .body import INVALID_CHUNKING, ContentDecoder
 
-__all__ = ["BodyReader", "BodyWatch", "HeadFirstProtocol", "use_head_first_protocol"]
+__all__ = [
+    "BodyReader",
+    "BodyWatch",
+    "HeadFirstProtocol",
+    "broken_framing",
+    "use_head_first_protocol",
+]
 
 
 class BodyReader:
@@ -144,3 +153,18 @@ def use_head_first_protocol(
     """
     factory: Any = functools.partial(HeadFirstProtocol, loop=loop)
     connector._factory = factory
+
+
+def broken_framing(exc: BaseException) -> bool:
+    """Whether aiohttp's exception, raised while reading a body, says its chunked framing
+    is broken rather than cut short.
+
+    aiohttp's Python parser (``AIOHTTP_NO_EXTENSIONS``) says so of a chunk line it refuses
+    (and of a body cut short: "Not enough data..."). The C parser's refusal of a trailer
+    section (too many fields, a NUL in one, one too long) comes as a body that "is not
+    completed", caused by the parser's error.
+    """
+    cause = exc.__cause__
+    if any(isinstance(error, TransferEncodingError) for error in (exc, cause)):
+        return "Not enough data" not in str(exc)
+    return isinstance(cause, BadHttpMessage) and not isinstance(cause, PayloadEncodingError)

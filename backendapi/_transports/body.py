@@ -29,6 +29,8 @@ from . import Failure, TransportError
 
 __all__ = [
     "INVALID_CHUNKING",
+    "MAX_FIELDS",
+    "MAX_FIELD_SIZE",
     "ContentDecoder",
     "body_decoder",
     "content_decoder",
@@ -38,6 +40,16 @@ __all__ = [
 INVALID_CHUNKING = "invalid chunked encoding"
 """What both transports report of a body whose chunk framing is broken (whichever of
 its lines, in whatever packet): their libraries' words differ."""
+
+MAX_FIELDS = 99
+"""The most header fields of a response's head in both transports: http.client takes at
+most 100 lines of head, its empty line included, and aiohttp is set to as many fields
+(from aiohttp 3.13.4 on). aiohttp counts a chunked body's trailer fields on with the
+head's, all but the last; the blocking transport counts them so too."""
+
+MAX_FIELD_SIZE = 65536
+"""The most bytes of a header field's name and value together: the size aiohttp is set to
+(http.client takes head lines of up to 64 KiB, their line ends included)."""
 
 _NAMES = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 

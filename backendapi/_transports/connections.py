@@ -16,7 +16,13 @@ caller's session's ``HTTPAdapter`` (:func:`final_responses_below`). They
 * take the chunk-size lines the async client's parser (llhttp) takes and
   refuse the others as it does: http.client cuts a line at its ``;`` and
   reads the rest with ``int(x, 16)``, which also takes `` 2c``, ``+2c``,
-  ``0x2c``, ``2_c`` and any extension at all.
+  ``0x2c``, ``2_c`` and any extension at all;
+* read what ends a chunk's data as llhttp does (CRLF or a bare LF; anything
+  else is refused): http.client throws the two bytes after the data away
+  unread, which takes ``XY`` and breaks on a bare LF;
+* read the trailer section as llhttp does (fields, their count and size, the
+  empty line ending the section): http.client takes any line as a field and
+  a body ending anywhere in the section for a whole one.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from typing import Any, Dict, Iterator, NoReturn, Optional, Tuple
 from requests.adapters import HTTPAdapter
 from urllib3 import PoolManager
 
+from .body import MAX_FIELD_SIZE, MAX_FIELDS
+
 __all__ = ["FinalResponse", "call_deadline", "final_responses_below", "use_own_connections"]
 
 _calls = threading.local()
@@ -45,7 +53,8 @@ _MAX_LINE: int = http.client._MAXLINE  # type: ignore[attr-defined]
 # without spaces around it or around "=", a name of token characters and maybe "=" and a
 # value of token characters ending maybe in a quoted string; an empty name is fine, but not
 # a ";" right before the CR. A bare LF after the size itself wants a second LF (read apart).
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]*"
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_TOKEN = _TCHAR + b"*"
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x20-\x7e\x80-\xff])*"'
 _CHUNK_SIZE_LINE = re.compile(
     rb"([0-9A-Fa-f]+)[ \t]*(?:(\r?\n)|(?:;(?!\r)%s(?:=%s(?:%s)?)?)+\r?\n)"
@@ -84,6 +93,61 @@ class FinalResponse(http.client.HTTPResponse):
             # are dropped, the answer comes after them.
             http.client.parse_headers(self.fp)
 
+    def _get_chunk_left(self) -> Optional[int]:
+        # http.client's, but for the end of a chunk's data and the trailer section, read
+        # in the try: a ValueError is its word for broken framing.
+        chunk_left: Optional[int] = self.chunk_left
+        if not chunk_left:  # None before the first chunk, 0 after a chunk's data
+            try:
+                if chunk_left is not None:  # the CRLF or bare LF after a chunk's data
+                    end = self.fp.read(1)
+                    if end == b"\r":
+                        end = self.fp.read(1)
+                    if end != b"\n":
+                        self._refuse_chunk_end(end)
+                chunk_left = self._read_next_chunk_size()
+                if chunk_left == 0:
+                    self._read_and_discard_trailer()
+            except ValueError as exc:
+                self._drop()
+                raise http.client.IncompleteRead(b"") from exc
+            if chunk_left == 0:
+                self._close_conn()  # type: ignore[attr-defined]
+                chunk_left = None
+            self.chunk_left = chunk_left
+        return chunk_left
+
+    def _refuse_chunk_end(self, end: bytes) -> NoReturn:
+        """End the body at what follows a chunk's data (after a CR, if one came) when it is
+        no LF: refused as llhttp does, or cut short if the body ended there."""
+        if end:
+            raise ValueError(f"invalid end of chunk data: {end!r}")
+        self._drop()
+        raise http.client.IncompleteRead(b"", 1)
+
+    def _read_and_discard_trailer(self) -> None:
+        # Each line keeps http.client's bound of 64 KiB. llhttp bounds a field's name and
+        # value only: a line a few bytes longer (or with many spaces before its value) it
+        # would take is refused here.
+        section = _TrailerSection(len(self.msg))
+        while True:
+            line = self.fp.readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                raise ValueError("trailer line too long")
+            if line.endswith(b"\n"):
+                if section.take(line):
+                    return
+            elif section.could_go_on(line):
+                self._drop()
+                raise http.client.IncompleteRead(b"")
+            else:
+                raise ValueError(f"invalid trailer line: {line[:40]!r}")
+
+    def _drop(self) -> None:
+        """Close the response's file, if still open: its connection is not reused."""
+        if self.fp is not None:
+            self._close_conn()  # type: ignore[attr-defined]
+
     def _read_next_chunk_size(self) -> int:
         line = self.fp.readline(_MAX_LINE + 1)
         if len(line) > _MAX_LINE:
@@ -102,10 +166,105 @@ class FinalResponse(http.client.HTTPResponse):
         """End the body at a chunk-size line llhttp refuses: with a ValueError, which
         http.client reports as a chunk size that is no number; with an IncompleteRead
         when the body ended in a line that could still have been taken."""
-        self._close_conn()  # type: ignore[attr-defined]
+        self._drop()
         if cut:
             raise http.client.IncompleteRead(b"")
         raise ValueError(f"invalid chunk-size line: {line[:40]!r}")
+
+
+# A trailer field's start: its name, of token characters, the colon and the spaces or tabs
+# before its value; then the value's bytes on that line and its end.
+_FIELD_START = re.compile(rb"(%s+):[ \t]*" % _TCHAR)
+_SPACES = re.compile(rb"[ \t]*")
+_VALUE_LINE = re.compile(rb"([^\r\n]*)\r?\n")
+
+
+class _TrailerSection:
+    """The trailer section after a last chunk, line by line, as llhttp and aiohttp read it.
+
+    A line is a field (a name, a colon, a value of any bytes but CR and LF, ended by CRLF
+    or LF), a continuation of the field before it (obs-fold: a line beginning with a space
+    or a tab) or the empty line that ends the section. A CR alone right after a colon
+    (and its spaces) ends the field, empty, as if it ended the line. aiohttp counts a
+    field once the next one begins: against :data:`MAX_FIELDS` with the head's fields,
+    and refusing a NUL in its value; its name and value together (the value from its
+    first byte that is no space or tab, continuations and trailing spaces included) stay
+    within :data:`MAX_FIELD_SIZE` bytes.
+    """
+
+    __slots__ = ("fields", "nul", "size", "started")
+
+    def __init__(self, head_fields: int) -> None:
+        self.fields = head_fields
+        self.size: Optional[int] = None  # of the field being read; None before the first
+        self.started = False  # whether its value has begun
+        self.nul = False  # whether its value holds a NUL
+
+    def take(self, line: bytes) -> bool:
+        """Read ``line`` (a whole line, its LF included): True when it ends the section.
+        Raises ValueError where llhttp or aiohttp would refuse it."""
+        start = 0
+        while True:
+            if len(line) - start <= 2 and line[start:] in (b"\r\n", b"\n"):
+                return True
+            if line[start] in b" \t":
+                if self.size is None:
+                    raise ValueError("a continuation line before any trailer field")
+                if self.started:
+                    self._add(_value(line, start))
+                    return False
+                start = _SPACES.match(line, start).end()  # type: ignore[union-attr]
+            else:
+                field = _FIELD_START.match(line, start)
+                if field is None:
+                    raise ValueError(f"invalid trailer field: {line[start : start + 40]!r}")
+                self._begin(field.end(1) - start)
+                start = field.end()
+            if line[start] == 13 and line[start + 1] != 10:
+                start += 1  # a CR alone before the value: llhttp ends the field there
+                continue
+            value = _value(line, start)
+            if value:
+                self.started = True
+                self._add(value)
+            return False
+
+    def could_go_on(self, line: bytes) -> bool:
+        """Whether ``line``, the body's last bytes, begins a section llhttp could still take."""
+        for end in (b"\n", b":\n"):
+            section = _TrailerSection(self.fields)
+            section.size, section.started, section.nul = self.size, self.started, self.nul
+            try:
+                section.take(line + end)
+            except ValueError:
+                continue
+            return True
+        return False
+
+    def _begin(self, name: int) -> None:
+        if self.size is not None:
+            self.fields += 1
+            if self.nul:
+                raise ValueError("a NUL in a trailer field")
+            if self.fields > MAX_FIELDS:
+                raise ValueError("too many header and trailer fields")
+        self.size, self.started, self.nul = name, False, False
+
+    def _add(self, value: bytes) -> None:
+        assert self.size is not None
+        self.size += len(value)
+        if self.size > MAX_FIELD_SIZE:
+            raise ValueError("a trailer field too long")
+        if b"\x00" in value:
+            self.nul = True
+
+
+def _value(line: bytes, start: int) -> bytes:
+    """The value bytes of ``line`` from ``start`` to its end, which must be CRLF or LF."""
+    value = _VALUE_LINE.fullmatch(line, start)
+    if value is None:
+        raise ValueError(f"invalid trailer value: {line[start : start + 40]!r}")
+    return value.group(1)
 
 
 def _size(match: Optional[re.Match[bytes]]) -> Optional[int]:
