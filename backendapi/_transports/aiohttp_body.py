@@ -112,32 +112,46 @@ class BodyWatch:
 
 
 class HeadFirstProtocol(ResponseHandler):
-    """aiohttp's protocol, feeding its parser each response head apart from what follows."""
+    """aiohttp's protocol, feeding its parser each response head apart from what follows,
+    and never reused once the server sent bytes that answer no request."""
 
     _awaiting_head = False
     _head_start = b""  # the first bytes of the head being received: its status line
-    _tail = b""  # the last bytes received, in which a head's end may begin
+    # The last bytes received, in which a head's end may begin. (Not "_tail": the
+    # parent keeps bytes to feed its next parser under that name.)
+    _head_tail = b""
+    _unasked = False  # bytes came while no response was under way
 
     def set_response_params(self, *args: Any, **kwargs: Any) -> None:
         # Set first: the parent feeds the parser whatever arrived before it was made.
         self._awaiting_head = True
-        self._head_start = self._tail = b""
+        self._head_start = self._head_tail = b""
         super().set_response_params(*args, **kwargs)
 
+    def is_connected(self) -> bool:
+        # Asked when the pool hands the connection out again. aiohttp would parse
+        # bytes that came while it sat idle (a late or repeated response) and give
+        # them to the next request as its answer: such a connection is closed instead.
+        return super().is_connected() and not self._unasked
+
     def data_received(self, data: bytes) -> None:
+        if not self._awaiting_head and data:
+            payload = self._payload
+            if payload is None or payload.is_eof():
+                self._unasked = True  # no request of ours is waiting for them
         while self._awaiting_head and data:
-            seen = self._tail
+            seen = self._head_tail
             end = (seen + data).find(b"\r\n\r\n")
             if end < 0:
                 self._head_start = (self._head_start + data)[:12]
-                self._tail = (seen + data)[-3:]
+                self._head_tail = (seen + data)[-3:]
                 break
             cut = end + 4 - len(seen)
             head, data = data[:cut], data[cut:]
             status = (self._head_start + head)[9:12]
             # 1xx heads (but 101) are followed by another head: split that one off too.
             self._awaiting_head = status[:1] == b"1" and status != b"101"
-            self._head_start = self._tail = b""
+            self._head_start = self._head_tail = b""
             super().data_received(head)
         if data:
             super().data_received(data)
