@@ -194,8 +194,7 @@ def _chat_command(args: argparse.Namespace) -> int:
         if not prompt.strip():
             raise UsageError("no prompt: standard input was empty")
     media: Optional[List[str]] = list(args.media) or None
-    with _client(args) as client:
-        chat = open_chat(args, client)
+    with _client(args) as client, open_chat(args, client) as chat:
         if prompt is None:
             return _interactive(chat, args, media)
         # send() reads and checks the media files before anything is sent.

@@ -9,10 +9,11 @@ The database is :class:`~backendapi.ConversationStore`'s (``_store.py``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from typing import IO, Any, Dict, List, Optional
+from typing import IO, Any, Dict, Iterator, List, Optional
 
 from ._errors import InvalidInputError
 from ._store import HOME_ENV, TIMEOUT_ENV, ConversationStore, StoreError, default_path
@@ -121,8 +122,11 @@ def _store(args: argparse.Namespace) -> ConversationStore:
 # -- chat ------------------------------------------------------------------------------------
 
 
-def open_chat(args: argparse.Namespace, client: BackendApiClient) -> Chat:
+@contextlib.contextmanager
+def open_chat(args: argparse.Namespace, client: BackendApiClient) -> Iterator[Chat]:
     """The chat of a ``backendapi chat`` command, recording into the database.
+
+    A context manager: the database is closed on the way out.
 
     A new conversation; or, with ``-c``, the last one, with ``--cid ID``
     that one (``-m`` and ``-p`` then change its model and provider). With
@@ -130,8 +134,13 @@ def open_chat(args: argparse.Namespace, client: BackendApiClient) -> Chat:
     ``-c``/``--cid``). Raises :class:`InvalidInputError` (a usage error) for
     a conversation that is not there, and for ``--system`` with ``-c``/``--cid``.
     """
-    continuing = bool(getattr(args, "continue_last", False) or getattr(args, "cid", None))
     store = _store(args)
+    with store:
+        yield _chat(args, client, store)
+
+
+def _chat(args: argparse.Namespace, client: BackendApiClient, store: ConversationStore) -> Chat:
+    continuing = bool(getattr(args, "continue_last", False) or getattr(args, "cid", None))
     if not continuing:
         chat = Chat(client, args.model, provider=args.provider, system=args.system)
         if not args.no_log:

@@ -226,9 +226,15 @@ class ConversationStore:
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             # Created here, not by SQLite, so that it is private from the start;
-            # SQLite gives the -wal and -shm files the database's own mode.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            # SQLite gives the -wal and -shm files the database's own mode. Only
+            # a file this call created is opened and closed: closing a descriptor
+            # drops every POSIX lock this process holds on the file, those of
+            # SQLite connections to it too, and then another process may
+            # checkpoint the WAL under them.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
+        except FileExistsError:
+            pass
         except OSError as exc:
             raise StoreError(
                 f"cannot create the conversation database {self.path}: {exc.strerror}"
@@ -240,6 +246,10 @@ class ConversationStore:
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from None
         try:
+            # In WAL mode NORMAL cannot corrupt the database; it syncs at
+            # checkpoints rather than at every commit, so writers hold the lock
+            # for less time (a power cut may lose the last records, no more).
+            connection.execute("PRAGMA synchronous=NORMAL")
             self._migrate(connection)
         except BaseException:
             connection.close()
