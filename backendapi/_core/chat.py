@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -67,6 +68,7 @@ may hold tool messages; :meth:`Chat.from_dict` reads versions 1 and 2.
 READABLE_VERSIONS = (1, 2)
 DEFAULT_MAX_TOOL_ROUNDS = 8
 """How many rounds of tool results a chat sends for one question, unless told otherwise."""
+logger = logging.getLogger("backendapi")
 _MANAGED_ACTIONS = {"continue": "continue_()", "variant": "regenerate()"}
 ANY_PROVIDER = "AnyProvider"
 """g4f's meta provider: a chat using it (or none) sends back all the state it holds."""
@@ -393,7 +395,12 @@ class BaseChat(Generic[_ClientT]):
             started = time.time()
 
             def ended(outcome: str, answer: Answer) -> None:
-                self._unstored.append(self._exchange_record(core, turn, outcome, answer, started))
+                try:
+                    record = self._exchange_record(core, turn, outcome, answer, started)
+                except Exception as exc:  # the stream must end all the same
+                    logger.error("the turn cannot be recorded: %s", core.redact(repr(exc)))
+                    return
+                self._unstored.append(record)
 
             core.on_end.append(ended)
 
