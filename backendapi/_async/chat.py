@@ -24,7 +24,7 @@ __all__ = ["AsyncChat"]
 
 logger = logging.getLogger("backendapi")
 
-_AsyncChatT = TypeVar("_AsyncChatT", bound="AsyncChat")
+_ThisChat = TypeVar("_ThisChat", bound="AsyncChat")
 
 
 class AsyncChat(BaseChat["AsyncBackendApiClient"]):
@@ -217,14 +217,14 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
 
     @classmethod
     async def resume(
-        cls: Type[_AsyncChatT],
+        cls: Type[_ThisChat],
         store: ConversationStore,
         client: AsyncBackendApiClient,
         conversation_id: Optional[str] = None,
         *,
         api_key: Optional[str] = None,
         tools: Optional[Sequence[Any]] = None,
-    ) -> _AsyncChatT:
+    ) -> _ThisChat:
         """The chat of a stored conversation (the latest for None), recording into ``store``.
 
         It holds the conversation's state after its latest exchange: history,

@@ -26,7 +26,7 @@ __all__ = ["Chat"]
 
 logger = logging.getLogger("backendapi")
 
-_AsyncChatT = TypeVar("_AsyncChatT", bound="Chat")
+_ThisChat = TypeVar("_ThisChat", bound="Chat")
 
 
 class Chat(BaseChat["BackendApiClient"]):
@@ -219,14 +219,14 @@ class Chat(BaseChat["BackendApiClient"]):
 
     @classmethod
     def resume(
-        cls: Type[_AsyncChatT],
+        cls: Type[_ThisChat],
         store: ConversationStore,
         client: BackendApiClient,
         conversation_id: Optional[str] = None,
         *,
         api_key: Optional[str] = None,
         tools: Optional[Sequence[Any]] = None,
-    ) -> _AsyncChatT:
+    ) -> _ThisChat:
         """The chat of a stored conversation (the latest for None), recording into ``store``.
 
         It holds the conversation's state after its latest exchange: history,
