@@ -8,7 +8,7 @@
 
 ``AsyncBackendApiClient`` is the asyncio twin; it is imported on first use,
 so a blocking script never pays for importing aiohttp. ``Chat``,
-``AsyncChat`` and ``BackendApi`` are imported on first use too.
+``AsyncChat``, ``BackendApi`` and ``ConversationStore`` are imported on first use too.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ._async.chat import AsyncChat
     from ._async.client import AsyncBackendApiClient, AsyncStream
     from ._provider import BackendApi
+    from ._store import ConversationStore, StoreError
     from ._sync.chat import Chat
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "BackendApiClient",
     "BackendApiError",
     "Chat",
+    "ConversationStore",
     "DecodeError",
     "EventDecoder",
     "EventTooLargeError",
@@ -80,6 +82,7 @@ __all__ = [
     "RetryPolicy",
     "Speech",
     "Stream",
+    "StoreError",
     "StreamError",
     "Timeout",
     "ToolCallError",
@@ -97,6 +100,8 @@ _LAZY = {
     "AsyncChat": "_async.chat",
     "Chat": "_sync.chat",
     "BackendApi": "_provider",
+    "ConversationStore": "_store",
+    "StoreError": "_store",
 }
 
 

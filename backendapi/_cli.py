@@ -15,7 +15,8 @@ The server comes from ``--base-url`` or ``BACKENDAPI_BASE_URL``, the key from
 ``--api-key`` or ``BACKENDAPI_API_KEY``. Exit codes: 0 success, 1 a server or
 stream error, 2 a usage error, 130 interrupted (Ctrl-C).
 
-This module is the only place in the package that prints.
+This module and ``_cli_store.py`` (the conversation database's options and
+``logs``) are the only places in the package that print.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ import threading
 from types import FrameType
 from typing import IO, Any, Dict, List, Optional
 
+from ._cli_store import add_chat_arguments, add_logs_command, open_chat, record_turn
 from ._errors import BackendApiError, InvalidInputError, StreamError
 from ._events import RawResponse
+from ._sync.chat import Chat
 from ._sync.client import BackendApiClient, Stream
 from ._version import __version__
 
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="attach a file, a data: URI or an http(s) URL (repeatable)",
     )
     chat.add_argument("--system", metavar="TEXT", help="a system message sent first")
+    add_chat_arguments(chat)
     chat.set_defaults(handler=_chat_command)
 
     models = commands.add_parser("models", parents=[connection], help="list the server's models")
@@ -146,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "version", parents=[connection], help="print the server's (and this client's) version"
     )
     version.set_defaults(handler=_version_command)
+
+    add_logs_command(commands)
 
     serve = commands.add_parser(
         "serve-test",
@@ -188,32 +194,23 @@ def _chat_command(args: argparse.Namespace) -> int:
         if not prompt.strip():
             raise UsageError("no prompt: standard input was empty")
     media: Optional[List[str]] = list(args.media) or None
-    with _client(args) as client:
+    with _client(args) as client, open_chat(args, client) as chat:
         if prompt is None:
-            return _interactive(client, args, media)
-        messages: List[Dict[str, Any]] = []
-        if args.system is not None:
-            messages.append({"role": "system", "content": args.system})
-        messages.append({"role": "user", "content": prompt})
-        options: Dict[str, Any] = {}
-        if args.provider is not None:
-            options["provider"] = args.provider
-        # create() reads and checks the media files before anything is sent.
-        stream = client.create(args.model, messages, media=media, **options)
-        _print_stream(stream, json_lines=args.json)
-    return EXIT_OK
+            return _interactive(chat, args, media)
+        # send() reads and checks the media files before anything is sent.
+        stream = chat.send(prompt, media=media)
+        try:
+            _print_stream(stream, json_lines=args.json)
+        finally:
+            recorded = record_turn(chat)
+    return EXIT_OK if recorded else EXIT_ERROR
 
 
-def _interactive(
-    client: BackendApiClient, args: argparse.Namespace, media: Optional[List[str]]
-) -> int:
+def _interactive(chat: Chat, args: argparse.Namespace, media: Optional[List[str]]) -> int:
     """A multi-turn session on a terminal: ``> `` prompts until a blank line or EOF."""
-    from ._sync.chat import Chat
-
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
 
-    chat = Chat(client, args.model, provider=args.provider, system=args.system)
     while True:
         try:
             line = input(PROMPT)
@@ -224,7 +221,10 @@ def _interactive(
             return EXIT_OK
         stream = chat.send(line, media=media)
         media = None  # files given on the command line go with the first turn only
-        _print_stream(stream, json_lines=args.json)
+        try:
+            _print_stream(stream, json_lines=args.json)
+        finally:
+            record_turn(chat)
 
 
 def _print_stream(stream: Stream, *, json_lines: bool) -> None:

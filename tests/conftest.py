@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, List
 import pytest
 from clients import KINDS
 from leaks import recorded_leaks
+from processes import TEST_HOME
 
 from backendapi import RetryPolicy
 
@@ -37,6 +38,15 @@ NETWORK_ENV = (
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def backendapi_home() -> Iterator[str]:
+    """``BACKENDAPI_HOME`` for the whole run: the command line, run in-process too, keeps
+    its conversation database in a temporary directory, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BACKENDAPI_HOME", TEST_HOME)
+        yield TEST_HOME
 
 
 @pytest.fixture(params=KINDS)

@@ -3,17 +3,26 @@ how each one ends, whatever the test did with it."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 from typing import Any, Dict, Iterator
+
+TEST_HOME = tempfile.mkdtemp(prefix="backendapi-home-")
+"""``BACKENDAPI_HOME`` of the tests and their children: the command line records every
+chat in a database there, never in the user's data directory."""
+atexit.register(shutil.rmtree, TEST_HOME, ignore_errors=True)
 
 
 def child_env(**extra: str) -> Dict[str, str]:
     """The environment without any BACKENDAPI_* setting of the caller's, with UTF-8 standard
-    streams, plus ``extra``."""
+    streams and ``BACKENDAPI_HOME`` at `TEST_HOME`, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKENDAPI_")}
     env["PYTHONIOENCODING"] = "utf-8"
+    env["BACKENDAPI_HOME"] = TEST_HOME
     env.update(extra)
     return env
 

@@ -88,7 +88,7 @@ def test_the_library_never_prints() -> None:
     paths = sorted(PACKAGE.rglob("*.py"))
     assert PACKAGE / "_transports" / "requests.py" in paths  # subpackages are read too
     for path in paths:
-        if path.name == "_cli.py":
+        if path.name.startswith("_cli"):  # the command line: _cli.py and its helpers
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (

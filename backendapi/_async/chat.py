@@ -6,18 +6,25 @@ unasync``); what a chat keeps and sends is decided in ``backendapi/_core/chat.py
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+import logging
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Type, TypeVar, Union
 
 from .._answer import Answer
 from .._core.chat import DEFAULT_MAX_TOOL_ROUNDS, BaseChat, _Turn
 from .._core.media import MediaInput
+from .._errors import InvalidInputError
+from .._store import ConversationStore, StoreError
 
 if TYPE_CHECKING:
-    # Named in a string (the base class), which ruff does not see.
-    from .client import AsyncBackendApiClient, AsyncStream  # noqa: F401
+    from .client import AsyncBackendApiClient, AsyncStream
 
 __all__ = ["AsyncChat"]
+
+logger = logging.getLogger("backendapi")
+
+_ThisChat = TypeVar("_ThisChat", bound="AsyncChat")
 
 
 class AsyncChat(BaseChat["AsyncBackendApiClient"]):
@@ -47,6 +54,13 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
     loop (answer it with :meth:`add_tool_result`, then :meth:`run_tools`).
     Coroutine functions are tools only for the chat of the async client, which
     awaits them; the blocking client's chat refuses them.
+
+    Stored: ``AsyncChat(client, model, store=ConversationStore())`` records
+    every turn, completed, failed or interrupted, in a SQLite database (see
+    :meth:`attach`); ``await AsyncChat.resume(store, client)`` goes on with
+    the last conversation there, or the one named. The database is read
+    and written through the client's transport (``run_blocking``), so the
+    async chat does it in a worker thread, off the event loop.
     """
 
     @classmethod
@@ -201,6 +215,67 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
         turn = self._start_tool_round(api_key, kwargs)
         return await self._complete(turn, None, api_key, max_tool_rounds, kwargs, rounds=1)
 
+    @classmethod
+    async def resume(
+        cls: Type[_ThisChat],
+        store: ConversationStore,
+        client: AsyncBackendApiClient,
+        conversation_id: Optional[str] = None,
+        *,
+        api_key: Optional[str] = None,
+        tools: Optional[Sequence[Any]] = None,
+    ) -> _ThisChat:
+        """The chat of a stored conversation (the latest for None), recording into ``store``.
+
+        It holds the conversation's state after its latest exchange: history,
+        provider state, model, provider and options. ``api_key`` and ``tools``
+        are never stored: give them again here. Raises
+        :class:`InvalidInputError` when ``store`` holds no such conversation.
+        """
+        if not isinstance(store, ConversationStore):
+            raise InvalidInputError(
+                f"store must be a ConversationStore, not {type(store).__name__}"
+            )
+        transport = client._transport
+        if conversation_id is None:
+            conversation_id = await transport.run_blocking(store.last_conversation_id)
+            if conversation_id is None:
+                raise InvalidInputError(f"there is no conversation to continue in {store.path}")
+        found = await transport.run_blocking(functools.partial(store.conversation, conversation_id))
+        if found is None:
+            raise InvalidInputError(f"there is no conversation {conversation_id!r} in {store.path}")
+        state = found["state"]
+        if state is None:
+            chat = cls(client, found["model"] or "", provider=found["provider"], api_key=api_key)
+        else:
+            chat = cls.from_dict(state, client, api_key=api_key, tools=tools)
+        chat.attach(store, conversation_id)
+        return chat
+
+    async def flush(self) -> None:
+        """Write the records of ended turns that are not in :attr:`store` yet.
+
+        ``ask``, ``continue_``, ``regenerate`` and ``run_tools`` call it after
+        each stream; after iterating a stream of :meth:`send` yourself, call
+        it. Raises :class:`StoreError` when the database stays locked past
+        its timeout: the records not written are kept for the next call.
+        """
+        store = self.store
+        while store is not None and self._unstored:
+            record = self._unstored.pop(0)
+            try:
+                await self.client._transport.run_blocking(functools.partial(store.add, record))
+            except BaseException:
+                self._unstored.insert(0, record)
+                raise
+
+    async def _flush_quietly(self) -> None:
+        """:meth:`flush` while a turn's own error propagates: a store error is only logged."""
+        try:
+            await self.flush()
+        except StoreError as exc:
+            logger.warning("%s (kept for the next flush)", exc)
+
     def _open(self, turn: _Turn, media: Optional[MediaInput]) -> AsyncStream:
         stream = self.client.create(turn.model, turn.messages, media, turn.api_key, **turn.options)
         self._watch(stream._core, turn)
@@ -217,8 +292,13 @@ class AsyncChat(BaseChat["AsyncBackendApiClient"]):
     ) -> Answer:
         """Send ``turn``, then rounds of tool results while the answer asks for our tools."""
         while True:
-            async with self._open(turn, media) as stream:
-                answer = await stream.collect()
+            try:
+                async with self._open(turn, media) as stream:
+                    answer = await stream.collect()
+            except BaseException:
+                await self._flush_quietly()
+                raise
+            await self.flush()
             runnable = self._runnable_calls(turn.tools) if answer.tool_calls else None
             if runnable is None:
                 return answer

@@ -27,9 +27,13 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import logging
 import os
+import sys
 import tempfile
+import time
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -45,10 +49,13 @@ from typing import (
 )
 
 from .._answer import Answer
-from .._errors import InvalidInputError, ToolRoundsExceededError
+from .._errors import BackendApiError, InvalidInputError, ToolRoundsExceededError
 from .request import validate_messages
 from .stream import StreamCore
 from .tools import ToolSpec, prepare_tools, tool_arguments, tool_definitions, tool_result_content
+
+if TYPE_CHECKING:
+    from .._store import ConversationStore
 
 __all__ = ["ANY_PROVIDER", "BaseChat", "CHAT_FORMAT_VERSION", "DEFAULT_MAX_TOOL_ROUNDS"]
 
@@ -61,6 +68,7 @@ may hold tool messages; :meth:`Chat.from_dict` reads versions 1 and 2.
 READABLE_VERSIONS = (1, 2)
 DEFAULT_MAX_TOOL_ROUNDS = 8
 """How many rounds of tool results a chat sends for one question, unless told otherwise."""
+logger = logging.getLogger("backendapi")
 _MANAGED_ACTIONS = {"continue": "continue_()", "variant": "regenerate()"}
 ANY_PROVIDER = "AnyProvider"
 """g4f's meta provider: a chat using it (or none) sends back all the state it holds."""
@@ -84,6 +92,8 @@ _CONSTRUCTOR_ARGUMENTS = frozenset(
         "media",
         "tools",
         "variants",
+        "store",
+        "conversation_id",
     }
 )
 
@@ -116,6 +126,9 @@ class BaseChat(Generic[_ClientT]):
             first of them had in :attr:`messages`.
         tools: the tools every turn offers (Python functions and OpenAI-style
             definitions); a turn's ``tools=`` overrides them. Not saved.
+        store: the :class:`~backendapi.ConversationStore` every turn is
+            recorded in, or None (see :meth:`attach`).
+        conversation_id: this chat's id in :attr:`store`, or None without one.
     """
 
     def __init__(
@@ -129,6 +142,8 @@ class BaseChat(Generic[_ClientT]):
         conversation: Optional[Mapping[str, Any]] = None,
         api_key: Optional[str] = None,
         tools: Optional[Sequence[Any]] = None,
+        store: Optional[ConversationStore] = None,
+        conversation_id: Optional[str] = None,
         **options: Any,
     ) -> None:
         """Start a chat.
@@ -143,6 +158,9 @@ class BaseChat(Generic[_ClientT]):
             api_key: the provider's key, sent with every turn; never saved by :meth:`save`.
             tools: Python functions and tool definitions every turn offers the
                 model (see ``ask``); never saved by :meth:`save`.
+            store: a :class:`~backendapi.ConversationStore` to record every turn
+                in (see :meth:`attach`).
+            conversation_id: the conversation's id in ``store`` (default: a new one).
             **options: extra body fields for every turn (``temperature=0.2``...).
         """
         self._check_client(client)
@@ -190,6 +208,43 @@ class BaseChat(Generic[_ClientT]):
         self.variants: List[Dict[str, Any]] = []
         """Answers :meth:`regenerate` replaced: ``{"index", "messages"}`` each, oldest first."""
         self._api_key = api_key
+        self.store: Optional[ConversationStore] = None
+        """The store every turn is recorded in, or None."""
+        self.conversation_id: Optional[str] = None
+        """This chat's id in :attr:`store`."""
+        self._unstored: List[Dict[str, Any]] = []  # records of ended turns not yet written
+        self._turns_ended = 0
+        if store is not None:
+            self.attach(store, conversation_id)
+        elif conversation_id is not None:
+            raise InvalidInputError("conversation_id names a conversation in a store: pass store=")
+
+    def attach(self, store: ConversationStore, conversation_id: Optional[str] = None) -> str:
+        """Record every turn from now on in ``store``; return the conversation's id.
+
+        Each turn, whether it completes, fails or is interrupted, becomes one
+        exchange of the conversation ``conversation_id`` (default: a new id),
+        with the chat's state after it (:meth:`to_dict`: never the api key).
+        The record is written when the turn's stream ends: by ``ask``,
+        ``continue_``, ``regenerate`` and ``run_tools`` themselves; after a
+        stream of :meth:`send` (or ``send_continue``, ``send_regenerate``),
+        by :meth:`flush`.
+        """
+        from .._store import ConversationStore
+
+        if not isinstance(store, ConversationStore):
+            raise InvalidInputError(
+                f"store must be a ConversationStore, not {type(store).__name__}"
+            )
+        if conversation_id is None:
+            conversation_id = store.new_conversation_id()
+        elif not isinstance(conversation_id, str) or not conversation_id:
+            raise InvalidInputError(
+                f"conversation_id must be a non-empty str, not {conversation_id!r}"
+            )
+        self.store = store
+        self.conversation_id = conversation_id
+        return conversation_id
 
     # -- one turn ---------------------------------------------------------------------------
 
@@ -218,6 +273,7 @@ class BaseChat(Generic[_ClientT]):
                 f"content must be a str or a list of parts, not {type(content).__name__}"
             )
         turn = self._new_turn(api_key, kwargs)
+        turn.prompt = _prompt_text(user_content)
         user_message: Dict[str, Any] = {"role": "user", "content": user_content}
         # A new list each turn: the chat's own history is never handed to the client.
         turn.messages = [*self.messages, user_message]
@@ -245,6 +301,7 @@ class BaseChat(Generic[_ClientT]):
             raise InvalidInputError("only an assistant message whose content is a str can go on")
         turn = self._new_turn(api_key, kwargs)
         turn.options["action"] = "continue"
+        turn.kind = "continue"
         turn.messages = list(self.messages)
 
         def record(answer: Answer) -> None:
@@ -269,6 +326,8 @@ class BaseChat(Generic[_ClientT]):
         question = self.messages[position]
         turn = self._new_turn(api_key, kwargs)
         turn.options["action"] = "variant"
+        turn.kind = "regenerate"
+        turn.prompt = _prompt_text(question.get("content"))
         turn.messages = self.messages[: position + 1]
 
         def record(answer: Answer) -> None:
@@ -289,6 +348,7 @@ class BaseChat(Generic[_ClientT]):
         """The turn that sends the tool results at the end of the history."""
         self._check_action(kwargs)
         turn = self._new_turn(api_key, kwargs)
+        turn.kind = "tools"
         turn.messages = list(self.messages)
 
         def record(answer: Answer) -> None:
@@ -331,6 +391,74 @@ class BaseChat(Generic[_ClientT]):
             self.conversation.update(answer.conversation)
 
         core.on_complete.append(completed)
+        if self.store is not None:
+            started = time.time()
+
+            def ended(outcome: str, answer: Answer) -> None:
+                try:
+                    record = self._exchange_record(core, turn, outcome, answer, started)
+                except Exception as exc:  # the stream must end all the same
+                    logger.error("the turn cannot be recorded: %s", core.redact(repr(exc)))
+                    return
+                self._unstored.append(record)
+
+            core.on_end.append(ended)
+
+    def _exchange_record(
+        self, core: StreamCore, turn: _Turn, outcome: str, answer: Answer, started: float
+    ) -> Dict[str, Any]:
+        """What the store keeps of a turn that ended (see ``ConversationStore.add``).
+
+        Called as the stream ends: while a failing stream raises, the
+        exception is the one being handled. The api key is replaced wherever
+        it occurs (a server may echo it).
+        """
+        error = sys.exc_info()[1]
+        message: Optional[str] = None
+        if outcome == "completed":
+            status = "ok"
+        elif outcome == "failed" and isinstance(error, Exception):
+            status = "error"
+            message = str(error)
+            if not isinstance(error, BackendApiError):
+                message = f"{type(error).__name__}: {message}"
+        else:
+            status = "interrupted"
+            if isinstance(error, KeyboardInterrupt):
+                message = "interrupted (Ctrl-C)"
+            elif error is not None and type(error).__name__ == "CancelledError":
+                message = "cancelled"
+            else:
+                message = "closed before the end of the answer"
+        first = self.messages[0] if self.messages else None
+        system = first.get("content") if first and first.get("role") == "system" else None
+        options = {k: v for k, v in turn.options.items() if k not in ("conversation", "tools")}
+        if turn.tools:
+            options["tools"] = [spec.name for spec in turn.tools]
+        self._turns_ended += 1
+        record = {
+            "conversation_id": self.conversation_id,
+            "kind": turn.kind,
+            "status": status,
+            "error": message,
+            "model": answer.model or turn.model or None,
+            "provider": answer.provider_name or turn.options.get("provider"),
+            "prompt": turn.prompt,
+            "system": system if isinstance(system, str) else _prompt_text(system),
+            "response": answer.text,
+            "reasoning": answer.reasoning or None,
+            "usage": answer.usage,
+            "title": answer.title,
+            "finish_reason": answer.finish_reason,
+            "tool_calls": answer.tool_calls,
+            "options": options,
+            "started": started,
+            "ended": time.time(),
+            "state": self.to_dict(),
+            "seq": self._turns_ended,
+        }
+        redacted: Dict[str, Any] = core.redact_json(record)
+        return redacted
 
     @staticmethod
     def _check_action(options: Mapping[str, Any]) -> None:
@@ -637,6 +765,13 @@ def _assistant_message(answer: Answer) -> Dict[str, Any]:
     return message
 
 
+def _prompt_text(content: Any) -> Optional[str]:
+    """A message's content as the store keeps it: a str as it is, parts as JSON."""
+    if content is None or isinstance(content, str):
+        return content
+    return json.dumps(content, ensure_ascii=False, default=repr)
+
+
 def _last_user(messages: Sequence[Mapping[str, Any]]) -> Optional[int]:
     for index in range(len(messages) - 1, -1, -1):
         if messages[index].get("role") == "user":
@@ -667,7 +802,7 @@ def _check_variants(variants: object) -> None:
 class _Turn:
     """One turn's request (what ``client.create()`` gets) and how its answer enters the chat."""
 
-    __slots__ = ("api_key", "messages", "model", "options", "record", "tools")
+    __slots__ = ("api_key", "kind", "messages", "model", "options", "prompt", "record", "tools")
 
     def __init__(
         self,
@@ -682,3 +817,7 @@ class _Turn:
         self.tools = tools
         self.messages: List[Dict[str, Any]] = []
         self.record: Callable[[Answer], None] = lambda answer: None
+        self.kind = "ask"
+        """What the store calls the turn: ask, continue, regenerate or tools."""
+        self.prompt: Optional[str] = None
+        """The user message's content, as the store keeps it."""

@@ -121,6 +121,9 @@ class StreamCore(Exchange):
             self.answer._redact = self.redact_json
         self.on_complete: List[Callable[[Answer], None]] = []
         """Called once with the answer when the stream ends without error."""
+        self.on_end: List[Callable[[str, Answer], None]] = []
+        """Called once with the outcome and the answer however the stream ends, after
+        :attr:`on_complete`; while a stream fails, the exception is being handled."""
         self.taking: Iterator[Dict[str, Any]] = iter(())
         """The events (dicts) of the current batch not yet handed out."""
         self._decoder = EventDecoder(max_event_size=max_event_size)
@@ -269,6 +272,10 @@ class StreamCore(Exchange):
             callbacks, self.on_complete = self.on_complete, []
             for callback in callbacks:
                 callback(self.answer)
+        if self.on_end:
+            ended, self.on_end = self.on_end, []
+            for end in ended:
+                end(outcome, self.answer)
 
     def _event_error(self, event: RawResponse) -> StreamError:
         """The exception for a fatal ``error`` or ``auth`` event, the key hidden in its values.

@@ -8,18 +8,25 @@ unasync``); what a chat keeps and sends is decided in ``backendapi/_core/chat.py
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
+import logging
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Type, TypeVar, Union
 
 from .._answer import Answer
 from .._core.chat import DEFAULT_MAX_TOOL_ROUNDS, BaseChat, _Turn
 from .._core.media import MediaInput
+from .._errors import InvalidInputError
+from .._store import ConversationStore, StoreError
 
 if TYPE_CHECKING:
-    # Named in a string (the base class), which ruff does not see.
-    from .client import BackendApiClient, Stream  # noqa: F401
+    from .client import BackendApiClient, Stream
 
 __all__ = ["Chat"]
+
+logger = logging.getLogger("backendapi")
+
+_ThisChat = TypeVar("_ThisChat", bound="Chat")
 
 
 class Chat(BaseChat["BackendApiClient"]):
@@ -49,6 +56,13 @@ class Chat(BaseChat["BackendApiClient"]):
     loop (answer it with :meth:`add_tool_result`, then :meth:`run_tools`).
     Coroutine functions are tools only for the chat of the async client, which
     awaits them; the blocking client's chat refuses them.
+
+    Stored: ``Chat(client, model, store=ConversationStore())`` records
+    every turn, completed, failed or interrupted, in a SQLite database (see
+    :meth:`attach`); ``Chat.resume(store, client)`` goes on with
+    the last conversation there, or the one named. The database is read
+    and written through the client's transport (``run_blocking``), so the
+    async chat does it in a worker thread, off the event loop.
     """
 
     @classmethod
@@ -203,6 +217,67 @@ class Chat(BaseChat["BackendApiClient"]):
         turn = self._start_tool_round(api_key, kwargs)
         return self._complete(turn, None, api_key, max_tool_rounds, kwargs, rounds=1)
 
+    @classmethod
+    def resume(
+        cls: Type[_ThisChat],
+        store: ConversationStore,
+        client: BackendApiClient,
+        conversation_id: Optional[str] = None,
+        *,
+        api_key: Optional[str] = None,
+        tools: Optional[Sequence[Any]] = None,
+    ) -> _ThisChat:
+        """The chat of a stored conversation (the latest for None), recording into ``store``.
+
+        It holds the conversation's state after its latest exchange: history,
+        provider state, model, provider and options. ``api_key`` and ``tools``
+        are never stored: give them again here. Raises
+        :class:`InvalidInputError` when ``store`` holds no such conversation.
+        """
+        if not isinstance(store, ConversationStore):
+            raise InvalidInputError(
+                f"store must be a ConversationStore, not {type(store).__name__}"
+            )
+        transport = client._transport
+        if conversation_id is None:
+            conversation_id = transport.run_blocking(store.last_conversation_id)
+            if conversation_id is None:
+                raise InvalidInputError(f"there is no conversation to continue in {store.path}")
+        found = transport.run_blocking(functools.partial(store.conversation, conversation_id))
+        if found is None:
+            raise InvalidInputError(f"there is no conversation {conversation_id!r} in {store.path}")
+        state = found["state"]
+        if state is None:
+            chat = cls(client, found["model"] or "", provider=found["provider"], api_key=api_key)
+        else:
+            chat = cls.from_dict(state, client, api_key=api_key, tools=tools)
+        chat.attach(store, conversation_id)
+        return chat
+
+    def flush(self) -> None:
+        """Write the records of ended turns that are not in :attr:`store` yet.
+
+        ``ask``, ``continue_``, ``regenerate`` and ``run_tools`` call it after
+        each stream; after iterating a stream of :meth:`send` yourself, call
+        it. Raises :class:`StoreError` when the database stays locked past
+        its timeout: the records not written are kept for the next call.
+        """
+        store = self.store
+        while store is not None and self._unstored:
+            record = self._unstored.pop(0)
+            try:
+                self.client._transport.run_blocking(functools.partial(store.add, record))
+            except BaseException:
+                self._unstored.insert(0, record)
+                raise
+
+    def _flush_quietly(self) -> None:
+        """:meth:`flush` while a turn's own error propagates: a store error is only logged."""
+        try:
+            self.flush()
+        except StoreError as exc:
+            logger.warning("%s (kept for the next flush)", exc)
+
     def _open(self, turn: _Turn, media: Optional[MediaInput]) -> Stream:
         stream = self.client.create(turn.model, turn.messages, media, turn.api_key, **turn.options)
         self._watch(stream._core, turn)
@@ -219,8 +294,13 @@ class Chat(BaseChat["BackendApiClient"]):
     ) -> Answer:
         """Send ``turn``, then rounds of tool results while the answer asks for our tools."""
         while True:
-            with self._open(turn, media) as stream:
-                answer = stream.collect()
+            try:
+                with self._open(turn, media) as stream:
+                    answer = stream.collect()
+            except BaseException:
+                self._flush_quietly()
+                raise
+            self.flush()
             runnable = self._runnable_calls(turn.tools) if answer.tool_calls else None
             if runnable is None:
                 return answer
