@@ -155,11 +155,12 @@ class _View:
         if not interval >= 0:
             raise InvalidInputError(f"interval must be >= 0 seconds, got {interval}")
         self.interval = float(interval)
-        self._update = _start_display()
+        self._show = _display_function()
         self._shown_events = 0  # the answer's event count at the last redraw
         self._shown = ""
-        # The first event is drawn at once: the answer is seen to start.
-        self.next_render = time.monotonic()
+        # The output appears at the first redraw: an answer streamed within the interval
+        # is shown once, whole, at no more cost than one display.
+        self.next_render = time.monotonic() + self.interval
         """The ``time.monotonic()`` before which no redraw happens."""
 
     def render(self, answer: Answer) -> None:
@@ -169,7 +170,7 @@ class _View:
             markdown = render_markdown(answer)
             if markdown != self._shown:  # a finish event, say, changes nothing shown
                 self._shown = markdown
-                self._update(markdown)
+                self._show(markdown)
         self.next_render = time.monotonic() + self.interval
 
 
@@ -192,16 +193,19 @@ def _not_a_stream(value: object, function: str) -> TypeError:
     return TypeError(f"{function}() takes a stream, not {given}: {hint}")
 
 
-def _start_display() -> Callable[[str], None]:
-    """Show an empty Markdown output; return a function replacing its text."""
+def _display_function() -> Callable[[str], None]:
+    """A function showing its Markdown text: in a new output the first time, then in place."""
     display, markdown = _ipython()
-    handle = display(markdown(""), display_id=True)
+    handles: List[Any] = []
 
-    def update(text: str) -> None:
-        if handle is not None:
-            handle.update(markdown(text))
+    def show(text: str) -> None:
+        if not handles:
+            # Outside a kernel IPython prints the object once and gives no handle.
+            handles.append(display(markdown(text), display_id=True))
+        elif handles[0] is not None:
+            handles[0].update(markdown(text))
 
-    return update
+    return show
 
 
 def _ipython() -> Tuple[Callable[..., Any], Callable[[str], Any]]:

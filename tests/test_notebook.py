@@ -165,8 +165,9 @@ def _texts(handle: FakeHandle) -> List[str]:
 
 
 # interval=0: a redraw per event that changes what is shown (the default redraws at most 10
-# a second): the provider, four contents, the usage (the finish event changes nothing shown).
-PER_EVENT = ["", "", "One", "One,", "One, ", "One, two", "One, two"]
+# a second): the provider (shown under an empty text), four contents, the usage (the finish
+# event changes nothing shown).
+PER_EVENT = ["", "One", "One,", "One, ", "One, two", "One, two"]
 
 
 def test_show_stream_updates_in_place_per_event_with_no_interval(
@@ -208,7 +209,7 @@ def test_show_stream_closes_the_stream_on_error(
         with pytest.raises(StreamError, match="broke"):
             show_stream(stream)
     assert stream.closed
-    assert handles[0].texts == ["", "Half"]  # what arrived stays shown
+    assert handles[0].texts == ["Half"]  # what arrived stays shown
 
 
 def test_without_ipython_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
