@@ -24,7 +24,11 @@ Sections (``--only`` picks some):
   without), this tree against an earlier commit (``--ab-base``), in
   alternating fresh processes; with ``--ab-instructions`` (opt-in, slow) also
   instructions per event under callgrind, many events per read and one event
-  per read: see ``benchmarks.ab``.
+  per read: see ``benchmarks.ab``;
+* ``notebook``: ``backendapi.notebook.show_stream`` on a 3,000-event answer
+  inside a real Jupyter kernel (nbclient + ipykernel), as a ratio to
+  ``complete()`` on the same answer, with a redraw per event (the view
+  before issue 15) for comparison.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMINGS = ("sse", "ndjson")
 TRANSFERS = ("chunked", "close")
 REFERENCE = "httpx-sse"
-SECTIONS = ("throughput", "decode", "memory", "concurrency", "imports", "profile", "ab")
+SECTIONS = ("throughput", "decode", "memory", "concurrency", "imports", "profile", "ab", "notebook")
 MiB = 1 << 20
 
 # (worker name, label, label for the NDJSON framing if different)
@@ -99,6 +103,9 @@ TARGET_DECODE = 2.0
 TARGET_MEMORY_MIB = 50.0
 TARGET_CONCURRENCY = 0.8
 TARGET_IMPORT = 1.2
+TARGET_NOTEBOOK = 1.5
+NOTEBOOK_EVENTS = 3000
+"""The answer the notebook section shows: 3,000 content events (about 16 KB of text)."""
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -277,6 +284,7 @@ class Report:
     imports: Optional[Dict[str, Any]] = None
     profile: Optional[str] = None
     ab: Optional[Dict[str, Any]] = None
+    notebook: Optional[Dict[str, Any]] = None
     seconds: float = 0.0
     load: List[float] = field(default_factory=list)
 
@@ -538,6 +546,36 @@ def bench_ab(
     report.ab = ab.bench_ab(server.base_url, args, base, report.machine["code"])
 
 
+def bench_notebook(server: Server, args: argparse.Namespace, report: Report) -> None:
+    per_event_runs = min(args.runs, 3)
+    log(
+        f"  notebook: a {NOTEBOOK_EVENTS:,}-event answer in a Jupyter kernel, "
+        f"{args.runs} run(s) ({per_event_runs} of the redraw per event) ..."
+    )
+    result = run_worker(
+        {
+            "mode": "notebook",
+            "base_url": server.base_url("sse", "chunked"),
+            "kind": f"n{NOTEBOOK_EVENTS}",
+            "runs": args.runs,
+            "per_event_runs": per_event_runs,
+        }
+    )
+    if len(result["chars"]) != 1:
+        raise RuntimeError(f"notebook: answers of different lengths {result['chars']}")
+    times = {name: median(values) for name, values in result["times"].items()}
+    report.notebook = {
+        "events": NOTEBOOK_EVENTS,
+        "chars": result["chars"][0],
+        "runs": args.runs,
+        "per_event_runs": per_event_runs,
+        "times": times,
+        "redraws": {name: max(values) for name, values in result["redraws"].items()},
+        "ratio": times["show_stream"] / times["complete"],
+        "per_event_ratio": times["per_event"] / times["complete"],
+    }
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -709,6 +747,32 @@ def print_profile(report: Report) -> None:
     log(report.profile)
 
 
+def print_notebook(report: Report) -> None:
+    nb = report.notebook
+    if nb is None:
+        return
+    log("")
+    log(
+        f"== Notebook view: a {nb['events']:,}-event answer ({nb['chars']:,} characters, SSE, "
+        f"chunked) in a Jupyter kernel; median of {nb['runs']} run(s) =="
+    )
+    times, redraws = nb["times"], nb["redraws"]
+    rows = (
+        ("client.complete()", "complete", ""),
+        ("show_stream()", "show_stream", f"{redraws['show_stream']} redraw(s)"),
+        (
+            "a redraw per event (before)",
+            "per_event",
+            f"{redraws['per_event']:,} redraws, median of {nb['per_event_runs']}",
+        ),
+    )
+    for label, name, note in rows:
+        log(
+            f"{label:<30}{times[name] * 1000:9.1f} ms"
+            f"{times[name] / times['complete']:8.2f}   {note}"
+        )
+
+
 def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
     """Each target: (description, met or None when not measured, the figures)."""
     out: List[Tuple[str, Optional[bool], str]] = []
@@ -791,6 +855,16 @@ def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
                 f"import cost <= {TARGET_IMPORT}x import requests, no aiohttp",
                 imp["ratio"] <= TARGET_IMPORT and not imp["aiohttp"],
                 f"{imp['ratio']:.2f}x, aiohttp {'imported' if imp['aiohttp'] else 'not imported'}",
+            )
+        )
+    if report.notebook:
+        nb = report.notebook
+        out.append(
+            (
+                f"show_stream on a {nb['events']:,}-event answer <= {TARGET_NOTEBOOK}x complete()",
+                nb["ratio"] <= TARGET_NOTEBOOK,
+                f"{nb['ratio']:.2f}x ({nb['redraws']['show_stream']} redraws; a redraw per event: "
+                f"{nb['per_event_ratio']:.1f}x)",
             )
         )
     out += ab.targets(report.ab)
@@ -885,6 +959,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log("Running (the server and every client each in their own process) ...")
     small = max(1, args.events // args.streams)
     counts = ab.instruction_counts() if "ab" in args.only and args.ab_instructions else []
+    if "notebook" in args.only:
+        counts = sorted({*counts, NOTEBOOK_EVENTS})
     server = Server(args.events, small, args.mem_mib * MiB, counts)
     steps: Dict[str, Callable[[], None]] = {
         "throughput": lambda: bench_throughput(server, args, report),
@@ -894,6 +970,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "imports": lambda: bench_imports(server, args, report),
         "profile": lambda: bench_profile(server, args, report),
         "ab": lambda: bench_ab(server, args, report, base),
+        "notebook": lambda: bench_notebook(server, args, report),
     }
     try:
         # One throwaway run, so the first measured process does not pay for cold caches.
@@ -921,6 +998,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print_imports(report)
     print_profile(report)
     ab.print_ab(report.ab)
+    print_notebook(report)
     print_targets(report)
     log("")
     log(

@@ -754,7 +754,101 @@ def measure_profile(spec: Dict[str, Any]) -> Dict[str, Any]:
     return {"events": events, "text": text.getvalue()}
 
 
+NOTEBOOK_CELL = """
+import json, statistics, time
+from IPython.display import Markdown, display
+from backendapi import BackendApiClient
+from backendapi.notebook import show_stream
+
+# Every display message the kernel sends (a new output or an update) is a redraw.
+redraws = 0
+publisher = get_ipython().display_pub
+_publish = publisher.publish
+
+def counting_publish(*args, **kwargs):
+    global redraws
+    redraws += 1
+    return _publish(*args, **kwargs)
+
+publisher.publish = counting_publish
+client = BackendApiClient(URL)
+messages = [{"role": "user", "content": "Benchmark"}]
+
+def complete():
+    return client.complete("bench", messages, bench=KIND)
+
+def view():
+    return show_stream(client.create("bench", messages, bench=KIND))
+
+def per_event():
+    # show_stream as it was before issue 15: the whole Markdown redrawn on every content event.
+    handle = display(Markdown(""), display_id=True)
+    with client.create("bench", messages, bench=KIND) as stream:
+        for event in stream:
+            if event.type == "content":
+                handle.update(Markdown(stream.answer.text))
+    handle.update(Markdown(stream.answer.text))
+    return stream.answer
+
+rows = {"complete": complete, "show_stream": view, "per_event": per_event}
+times = {name: [] for name in rows}
+counts = {name: [] for name in rows}
+chars = set()
+for run in range(WARMUP + RUNS):
+    for name, function in rows.items():  # interleaved, so drift hits every row alike
+        if name == "per_event" and run >= WARMUP + PER_EVENT_RUNS:
+            continue
+        before = redraws
+        started = time.perf_counter()
+        answer = function()
+        elapsed = time.perf_counter() - started
+        chars.add(len(answer.text))
+        if run >= WARMUP:
+            times[name].append(elapsed)
+            counts[name].append(redraws - before)
+client.close()
+result = {"times": times, "redraws": counts, "chars": sorted(chars)}
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+def measure_notebook(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """``complete()`` vs ``show_stream()`` on one answer, timed inside a real Jupyter kernel.
+
+    The kernel (this interpreter's ipykernel, started by nbclient) runs
+    `NOTEBOOK_CELL`: each row in turn, interleaved, ``runs`` times after a
+    warm-up; display messages go out through the kernel's own IOPub socket to
+    nbclient, as in Jupyter.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    setup = (
+        f"URL = {spec['base_url']!r}\nKIND = {spec['kind']!r}\n"
+        f"RUNS = {spec['runs']}\nWARMUP = 1\nPER_EVENT_RUNS = {spec['per_event_runs']}\n"
+    )
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(setup + NOTEBOOK_CELL)]
+    # This interpreter's kernelspec first, so that the kernel runs this tree's backendapi.
+    own = os.path.join(sys.prefix, "share", "jupyter")
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = own if not old else os.pathsep.join([own, old])
+    NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+    text = "".join(
+        output.get("text", "")
+        for output in notebook.cells[0].outputs
+        if output.output_type == "stream"
+    )
+    lines = [x for x in text.splitlines() if x.startswith("RESULT ")]
+    if not lines:
+        raise RuntimeError(f"the notebook cell printed no result: {notebook.cells[0].outputs}")
+    line = lines[0]
+    result: Dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return result
+
+
 MODES: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+    "notebook": measure_notebook,
     "stream": measure_stream,
     "concurrency": measure_concurrency,
     "decode": measure_decode,

@@ -5,7 +5,9 @@ file token by token (``async def`` -> ``def``, ``await x`` -> ``x``,
 ``AiohttpTransport`` -> ``RequestsTransport``...), then sorts its imports and
 formats it with the pinned ruff, so that the generated file is exactly what
 ``make lint`` accepts. Docstrings and comments go through the same rules:
-write them so that they read right both ways.
+write them so that they read right both ways. Lines from ``# unasync: async
+only`` to ``# unasync: end`` are left out of the blocking client (what only
+the async one has, such as ``AsyncStream.__await__``).
 
     python scripts/unasync.py            # rewrite backendapi/_sync/
     python scripts/unasync.py --check    # exit 1 if a generated file is stale
@@ -73,7 +75,12 @@ def header(source: str) -> str:
     )
 
 
+ASYNC_ONLY = re.compile(r"\n[ \t]*# unasync: async only\n.*?\n[ \t]*# unasync: end\n", re.S)
+"""A block the blocking client must not have (e.g. ``AsyncStream.__await__``): dropped whole."""
+
+
 def _rewrite(text: str) -> str:
+    text = ASYNC_ONLY.sub("\n", text)
     for pattern, new in _PATTERNS:
         text = pattern.sub(new, text)
     return text

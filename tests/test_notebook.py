@@ -107,17 +107,22 @@ def test_the_async_client_streamed_the_answer_with_top_level_async_for(
     assert _stdout(executed["async"]) == ANSWER + "\n"
 
 
+FOOTER = "<small>ScriptedProvider · scripted-1 · "
+
+
 def test_show_stream_left_the_full_answer_as_markdown(executed: Dict[str, Any]) -> None:
     cell = executed["show"]
     # One display, updated in place: the updates replaced its text rather than adding outputs.
-    assert _markdown_outputs(cell) == [ANSWER]
+    [shown] = _markdown_outputs(cell)
+    assert shown.startswith(ANSWER + "\n\n" + FOOTER)
     assert "Sky" in _stdout(cell)
     assert "'completion_tokens'" in _stdout(cell)
 
 
 def test_ashow_stream_left_the_full_answer_as_markdown(executed: Dict[str, Any]) -> None:
     cell = executed["ashow"]
-    assert _markdown_outputs(cell) == [ANSWER]
+    [shown] = _markdown_outputs(cell)
+    assert shown.startswith(ANSWER + "\n\n" + FOOTER)
     assert _stdout(cell) == "scripted-1 stop\n"
 
 
@@ -154,31 +159,44 @@ def handles(monkeypatch: pytest.MonkeyPatch) -> List[FakeHandle]:
     return created
 
 
-def test_show_stream_updates_in_place_per_token(
+def _texts(handle: FakeHandle) -> List[str]:
+    """The answer's text in each thing shown (without the provider line under it)."""
+    return [text.split("<small>")[0].rstrip("\n") for text in handle.texts]
+
+
+# interval=0: a redraw per event that changes what is shown (the default redraws at most 10
+# a second): the provider (shown under an empty text), four contents, the usage (the finish
+# event changes nothing shown).
+PER_EVENT = ["", "One", "One,", "One, ", "One, two", "One, two"]
+
+
+def test_show_stream_updates_in_place_per_event_with_no_interval(
     handles: List[FakeHandle], backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(Reply.answer("One, two"))
     with BackendApiClient(backendapi_server.url) as client:
         stream = client.create("m", [{"role": "user", "content": "count"}])
-        answer = show_stream(stream)
+        answer = show_stream(stream, interval=0)
     assert answer.text == "One, two"
     assert stream.closed
     assert len(handles) == 1  # one display, updated: not one output per token
-    assert handles[0].texts == ["", "One", "One,", "One, ", "One, two", "One, two"]
+    assert _texts(handles[0]) == PER_EVENT
+    assert handles[0].texts[-1].endswith("3 prompt + 4 completion = 7 tokens</small>")
 
 
-def test_ashow_stream_updates_in_place_per_token(
+def test_ashow_stream_updates_in_place_per_event_with_no_interval(
     handles: List[FakeHandle], backendapi_server: BackendApiTestServer
 ) -> None:
     backendapi_server.reply(Reply.answer("One, two"))
 
     async def run() -> Answer:
         async with AsyncBackendApiClient(backendapi_server.url) as client:
-            return await ashow_stream(client.create("m", [{"role": "user", "content": "count"}]))
+            stream = client.create("m", [{"role": "user", "content": "count"}])
+            return await ashow_stream(stream, interval=0)
 
     assert asyncio.run(run()).text == "One, two"
     assert len(handles) == 1
-    assert handles[0].texts == ["", "One", "One,", "One, ", "One, two", "One, two"]
+    assert _texts(handles[0]) == PER_EVENT
 
 
 def test_show_stream_closes_the_stream_on_error(
@@ -191,7 +209,7 @@ def test_show_stream_closes_the_stream_on_error(
         with pytest.raises(StreamError, match="broke"):
             show_stream(stream)
     assert stream.closed
-    assert handles[0].texts == ["", "Half"]
+    assert handles[0].texts == ["Half"]  # what arrived stays shown
 
 
 def test_without_ipython_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

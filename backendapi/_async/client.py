@@ -77,6 +77,10 @@ from .._transports import TransportError
 from .._transports.aiohttp import AiohttpResponse, AiohttpTransport
 
 if TYPE_CHECKING:
+    # unasync: async only
+    from typing import Generator  # for AsyncStream.__await__, which the blocking Stream lacks
+
+    # unasync: end
     # Named in a string (the base class), which ruff does not see.
     import aiohttp  # noqa: F401
 
@@ -785,6 +789,19 @@ class AsyncStream(StreamState[AsyncBackendApiClient, AiohttpResponse], AsyncIter
         tb: Optional[TracebackType],
     ) -> None:
         await self.aclose()
+
+    # unasync: async only
+    def __await__(self) -> Generator[Any, None, AsyncStream]:
+        """``stream = await client.create(...)`` (openai's habit): send the request, return self.
+
+        The request goes out and its status is checked (an HTTP error raises
+        here, as ``async with`` would); the stream is then read with ``async
+        for``, and released at its end or by :meth:`aclose`. ``create`` needs
+        no ``await``: the other ways to use it start the request themselves.
+        """
+        return self.__aenter__().__await__()
+
+    # unasync: end
 
     async def aclose(self) -> None:
         """Stop reading and release the connection; safe to call more than once."""

@@ -35,6 +35,7 @@ from .request import (
     normalize_base_url,
     plan_conversation_request,
     plan_upload_request,
+    server_root,
     split_credentials,
     validate_headers,
 )
@@ -64,7 +65,10 @@ class ClientCore(Generic[SessionT, TransportT]):
     :class:`AsyncBackendApiClient`:
 
     * ``base_url``: the server's root, e.g. ``"http://localhost:8080"``; when
-      omitted, ``BACKENDAPI_BASE_URL``, else ``http://localhost:8080``.
+      omitted, ``BACKENDAPI_BASE_URL``, else ``http://localhost:8080``. The
+      client adds ``/backend-api/v2/...`` itself: a URL ending in
+      ``/backend-api/v2`` is taken without it, one holding any other
+      ``/backend-api/`` path is refused (naming the root to write).
     * ``api_key``: sent as the body's ``api_key`` when a call gives none; when
       omitted, ``BACKENDAPI_API_KEY``.
     * ``headers``: extra HTTP headers for every request.
@@ -136,10 +140,15 @@ class ClientCore(Generic[SessionT, TransportT]):
         max_response_size: Optional[int] = None,
         keep_debug_events: bool = False,
     ) -> None:
+        name = "base_url"
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-        self.base_url, credentials = split_credentials(normalize_base_url(base_url))
-        """The server's root, without a trailing slash (nor credentials: see below)."""
+            if os.environ.get(BASE_URL_ENV):
+                name = BASE_URL_ENV  # the error names where the bad URL came from
+        self.base_url, credentials = split_credentials(
+            server_root(normalize_base_url(base_url, name), name)
+        )
+        """The server's root: no trailing slash, ``/backend-api/v2`` nor credentials (see below)."""
         if api_key is None:
             api_key = os.environ.get(API_KEY_ENV) or None
         if api_key is not None and not isinstance(api_key, str):

@@ -119,8 +119,12 @@ def normalize_base_url(base_url: object, name: str = "base_url") -> str:
         raise InvalidInputError(f"{name} must be a str, not {type(base_url).__name__}")
     parts = urlsplit(base_url.strip())
     if parts.scheme.lower() not in ("http", "https"):
+        hint = ""
+        if "://" not in base_url and base_url.strip():
+            # "localhost:8080" parses as the scheme "localhost": say what was meant.
+            hint = f" (write {'http://' + shown_url(base_url.strip())!r})"
         raise InvalidInputError(
-            f"{name} must start with http:// or https://, got {shown_url(base_url)!r}"
+            f"{name} must start with http:// or https://, got {shown_url(base_url)!r}{hint}"
         )
     if not parts.hostname:
         raise InvalidInputError(f"{name} has no host: {shown_url(base_url)!r}")
@@ -133,6 +137,42 @@ def normalize_base_url(base_url: object, name: str = "base_url") -> str:
     except ValueError:
         raise InvalidInputError(f"{name} has an invalid port: {shown_url(base_url)!r}") from None
     return base_url.strip().rstrip("/")
+
+
+API_ROOT = "/backend-api/v2"
+"""The path every route starts with; a base URL is the server's root, without it."""
+
+
+def server_root(base_url: str, name: str = "base_url") -> str:
+    """``base_url`` (normalized) as the server's root: a trailing ``/backend-api/v2`` removed.
+
+    The client adds that path to every call itself, so a URL copied with it
+    (``http://host:8080/backend-api/v2``) means the server at
+    ``http://host:8080``. Any other path holding ``/backend-api/`` (a route's
+    URL, another version) is refused, naming the root to write instead.
+
+    >>> server_root("http://localhost:8080/backend-api/v2/")
+    'http://localhost:8080'
+    >>> server_root("http://proxy.lan/g4f/backend-api/v2")
+    'http://proxy.lan/g4f'
+    """
+    scheme, sep, rest = base_url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    path = slash + path
+    # Paths are case-sensitive, but nobody means "/Backend-API/v2" as a prefix of their own.
+    lowered = path.lower()
+    if lowered.endswith(API_ROOT):
+        return scheme + sep + netloc + path[: -len(API_ROOT)].rstrip("/")
+    cut = lowered.find("/backend-api/")
+    if cut >= 0 or lowered.endswith("/backend-api"):
+        if cut < 0:
+            cut = len(path) - len("/backend-api")
+        root = shown_url(scheme + sep + netloc + path[:cut])
+        raise InvalidInputError(
+            f"{name} is the server's root, to which the client adds {API_ROOT}/...; "
+            f"got {shown_url(base_url)!r}: write {root!r}"
+        )
+    return base_url
 
 
 def validate_messages(messages: object) -> None:
