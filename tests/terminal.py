@@ -76,18 +76,19 @@ def cli_in_a_terminal(*args: str, **env: str) -> Iterator[Tuple[subprocess.Popen
 
 
 def interrupt_at_the_prompt(process: subprocess.Popen[bytes]) -> int:
-    """Ctrl-C (SIGINT) at the prompt; the exit status.
+    """Ctrl-C (SIGINT) at the prompt the test has just read; the exit status.
 
-    Python's ``input()`` over readline misses a SIGINT that lands between
-    writing the prompt and waiting for a key (the wait then outlasts it), a
-    window of microseconds that a test, reacting to the prompt, can still hit
-    on a loaded machine. So the signal is sent again if the process has not
-    ended a while after it: a test that never gets its answer still fails.
+    CPython's ``input()`` over GNU readline can miss a SIGINT that arrives
+    just as readline draws the prompt (or echoes a key): it acts on it only at
+    the next signal, or the next key. A person never presses Ctrl-C in those
+    microseconds; a test reacting to the prompt as it appears often does. So the signal is sent again while the
+    process has not ended half a second after it. Extra ones are harmless:
+    the chat ignores SIGINT once it has ended.
     """
-    for _ in range(5):
+    for _ in range(20):
         process.send_signal(signal.SIGINT)
         try:
-            return process.wait(2)
+            return process.wait(0.5)
         except subprocess.TimeoutExpired:
             continue
     return process.wait(TIMEOUT)
