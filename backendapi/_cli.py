@@ -286,7 +286,7 @@ def _chat_command(args: argparse.Namespace) -> int:
     """``backendapi chat``: one prompt, or an interactive session on a terminal."""
     options = server_options(args.options)
     prompt: Optional[str] = args.prompt
-    if not isatty(sys.stdin):
+    if sys.stdin is not None and not isatty(sys.stdin):  # None: no fd 0 at all
         prompt = join_piped(sys.stdin.read(), prompt)
         if prompt is None:
             raise UsageError("no prompt: give PROMPT, or pipe text to standard input")

@@ -150,17 +150,20 @@ class ChatSession:
                 kind, prompt, status, stream.answer, error, chat, started, time.time()
             )
 
+        # A new question that gets no answer is not in the history: /retry sends it again.
+        # (A retry that gets none leaves /retry a retry.)
+        unanswered = (prompt, media) if kind == "send" else None
         try:
             print_stream(stream, json_lines=self.json_lines)
         except KeyboardInterrupt:
-            self._unanswered = (prompt, media)
+            self._unanswered = unanswered
             self._on_turn(outcome(INTERRUPTED, "interrupted (Ctrl-C)"))
             raise
         except BrokenPipeError:
             self._on_turn(outcome(INTERRUPTED, "standard output was closed"))
             raise
         except BackendApiError as exc:
-            self._unanswered = (prompt, media)
+            self._unanswered = unanswered
             self._on_turn(outcome(FAILED, str(exc)))
             raise
         self._unanswered = None

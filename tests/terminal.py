@@ -81,9 +81,9 @@ def interrupt_at_the_prompt(process: subprocess.Popen[bytes]) -> int:
     CPython's ``input()`` over GNU readline can miss a SIGINT that arrives
     just as readline draws the prompt (or echoes a key): it acts on it only at
     the next signal, or the next key. A person never presses Ctrl-C in those
-    microseconds; a test reacting to the prompt as it appears often does. So the signal is sent again while the
-    process has not ended half a second after it. Extra ones are harmless:
-    the chat ignores SIGINT once it has ended.
+    microseconds; a test reacting to the prompt as it appears often does. So
+    the signal is sent again while the process has not ended half a second
+    after it. Extra ones are harmless: the chat ignores SIGINT once it ended.
     """
     for _ in range(20):
         process.send_signal(signal.SIGINT)
