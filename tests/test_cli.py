@@ -415,7 +415,7 @@ def test_interactive_session_keeps_the_history(backendapi_server: BackendApiTest
         terminal.write("How many live there?\n")
         terminal.read_until("About two million people.")
         terminal.read_until("> ")
-        terminal.write("\n")  # a blank line ends the session
+        terminal.write("/bye\n")
         assert process.wait(TIMEOUT) == 0
     requests = backendapi_server.requests
     assert len(requests) == 2

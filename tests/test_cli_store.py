@@ -5,6 +5,7 @@ writers at once, a locked database, migration, the file's mode and contents, and
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
+from unittest import mock
 
 import pytest
 from processes import child_env, ended
@@ -60,7 +62,9 @@ def cli(*args: str, env: Dict[str, str] | None = None) -> subprocess.CompletedPr
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> Tuple[int, str, str]:
     """The command line in this process: (exit code, stdout, stderr)."""
     capsys.readouterr()
-    code = main(list(args))
+    # Standard input that is no terminal is read as part of the prompt: give it nothing.
+    with mock.patch.object(sys, "stdin", io.StringIO("")):
+        code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
 
