@@ -225,7 +225,7 @@ def test_json_lines_escape_the_characters_splitlines_breaks_on(
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["chat"], ["models"], ["providers"], ["version"], ["serve-test"]]
+    "command", [[], ["chat"], ["models"], ["providers"], ["version"], ["serve-test"], ["logs"]]
 )
 def test_every_help_shows_an_example(run_cli: Any, command: List[str]) -> None:
     status, out, _ = run_cli(*command, "--help")
