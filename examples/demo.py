@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from typing import Any, Dict, List
 
 from backendapi import AsyncBackendApiClient, BackendApiClient, Chat, RawResponse
@@ -122,12 +125,25 @@ def command_line() -> int:
     server = subprocess.Popen(
         [*cli, "serve-test", "--text", ANSWER], stdout=subprocess.PIPE, text=True
     )
+    # The CLI records every exchange in a database: here a temporary one, not yours.
+    home = tempfile.mkdtemp(prefix="backendapi-demo-")
+    env = {**os.environ, "BACKENDAPI_HOME": home}
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()  # serve-test prints its URL first
         print(f"$ backendapi chat --base-url {url} {QUESTION!r}", flush=True)
-        return subprocess.call([*cli, "chat", "--base-url", url, QUESTION], timeout=60)
+        # No stdin: text piped to the CLI would become part of the prompt.
+        code = subprocess.call(
+            [*cli, "chat", "--base-url", url, QUESTION],
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=60,
+        )
+        print("$ backendapi logs --short", flush=True)
+        logs = [*cli, "logs", "--short"]
+        return code or subprocess.call(logs, stdin=subprocess.DEVNULL, env=env, timeout=60)
     finally:
+        shutil.rmtree(home, ignore_errors=True)
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
         server.stdout.close()  # type: ignore[union-attr]

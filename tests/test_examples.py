@@ -91,7 +91,11 @@ def test_demo_streams_through_both_clients() -> None:
     assert demo.WEATHER_ANSWER in tool_part
     assert "the chat now holds: user -> assistant -> tool -> assistant" in tool_part
     assert "== backendapi chat (the command line) ==" in out
-    assert out.rstrip().endswith(answer)
+    cli_part = out[out.index("== backendapi chat (the command line) ==") :]
+    said, logged = cli_part.split("$ backendapi logs --short\n")
+    assert said.rstrip().endswith(answer)
+    # The exchange, recorded in the demo's own (temporary) database.
+    assert logged.startswith("1  ") and logged.rstrip().endswith(demo.QUESTION)
 
 
 # -- chat_script.py -------------------------------------------------------------------------
