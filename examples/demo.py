@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List
+from typing import IO, Any, Dict, List
 
 from backendapi import AsyncBackendApiClient, BackendApiClient, Chat, RawResponse
 from backendapi.testing import BackendApiTestServer, Pause, Reply
@@ -121,9 +121,19 @@ def tool_call(server: BackendApiTestServer) -> None:
 def command_line() -> int:
     """The CLI: ``backendapi serve-test`` serves, ``backendapi chat`` asks."""
     print("== backendapi chat (the command line) ==")
+    # The server's stderr greeting ("serving scripted answers...") would land in the
+    # middle of the transcript below; it goes to a file, shown only if the server fails.
+    with tempfile.TemporaryFile(mode="w+") as greeting:
+        return _chat_and_logs(greeting)
+
+
+def _chat_and_logs(greeting: IO[str]) -> int:
     cli = [sys.executable, "-m", "backendapi"]
     server = subprocess.Popen(
-        [*cli, "serve-test", "--text", ANSWER], stdout=subprocess.PIPE, text=True
+        [*cli, "serve-test", "--text", ANSWER],
+        stdout=subprocess.PIPE,
+        stderr=greeting,
+        text=True,
     )
     # The CLI records every exchange in a database: here a temporary one, not yours.
     home = tempfile.mkdtemp(prefix="backendapi-demo-")
@@ -131,6 +141,10 @@ def command_line() -> int:
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()  # serve-test prints its URL first
+        if not url:
+            greeting.seek(0)
+            print(f"backendapi serve-test failed:\n{greeting.read()}", file=sys.stderr)
+            return 1
         print(f"$ backendapi chat --base-url {url} {QUESTION!r}", flush=True)
         # No stdin: text piped to the CLI would become part of the prompt.
         code = subprocess.call(
