@@ -521,6 +521,34 @@ class State:
                 self.rss_first = rss_bytes()
 
 
+class GcClock:
+    """The garbage collector's work while installed: collections per generation and
+    the longest pause, through ``gc.callbacks`` (a diagnostic of lateness)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.total = 0.0
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: Dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self.started
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.longest[generation] = max(self.longest[generation], pause)
+        self.total += pause
+
+    def figures(self) -> Dict[str, Any]:
+        return {
+            "gc_collections": self.collections,
+            "gc_longest_ms": [x * 1e3 for x in self.longest],
+            "gc_total_ms": self.total * 1e3,
+        }
+
+
 Outcome = Tuple[int, int, Optional[str]]
 """One stream's (events, content characters, error or None)."""
 
@@ -775,15 +803,18 @@ async def _measure_async(reader: AsyncReader, spec: Dict[str, Any]) -> Dict[str,
     state = State(count, _start_url(spec, run))
     gc.collect()
     rss0 = rss_bytes()
+    clock = GcClock()
+    gc.callbacks.append(clock)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     outcomes = await asyncio.gather(*(one() for _ in range(count)))
     cpu1, wall1 = time.process_time(), time.perf_counter()
+    gc.callbacks.remove(clock)
     await reader.close()
     fds_closed = open_fds()
     await asyncio.sleep(0)  # transports close their sockets on the next loop iteration
     await asyncio.sleep(0)
     return _result(
-        spec, state, outcomes, warm_outcome, fds0, fds_closed, rss0, cpu0, wall0, cpu1, wall1
+        spec, state, outcomes, warm_outcome, fds0, fds_closed, rss0, cpu0, wall0, cpu1, wall1, clock
     )
 
 
@@ -806,16 +837,19 @@ def _measure_threads(reader: ThreadReader, spec: Dict[str, Any]) -> Dict[str, An
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(count)]
     gc.collect()
     rss0 = rss_bytes()
+    clock = GcClock()
+    gc.callbacks.append(clock)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     cpu1, wall1 = time.process_time(), time.perf_counter()
+    gc.callbacks.remove(clock)
     reader.close()
     fds_closed = open_fds()
     return _result(
-        spec, state, outcomes, warm_outcome, fds0, fds_closed, rss0, cpu0, wall0, cpu1, wall1
+        spec, state, outcomes, warm_outcome, fds0, fds_closed, rss0, cpu0, wall0, cpu1, wall1, clock
     )
 
 
@@ -831,6 +865,7 @@ def _result(
     wall0: float,
     cpu1: float,
     wall1: float,
+    clock: GcClock,
 ) -> Dict[str, Any]:
     fds_end = open_fds()
     counts = [events for events, _, _ in outcomes]
@@ -876,6 +911,7 @@ def _result(
         "fds_closed": fds_closed,
         "fds_after": fds_end,
         "speedups": "msgspec" if "msgspec" in sys.modules else None,
+        **clock.figures(),
     }
 
 
@@ -1032,6 +1068,11 @@ def summarise(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     row["late_max_ms"] = max(r["late_max_ms"] for r in results if r["late_max_ms"] is not None)
     row["fds"] = sorted({(r["fds_before"], r["fds_open"], r["fds_after"]) for r in results})
     row["fds_closed"] = sorted({r["fds_closed"] for r in results})
+    row["gc"] = [
+        (r["gc_collections"], r["gc_longest_ms"][2], r["gc_total_ms"])
+        for r in results
+        if "gc_collections" in r
+    ]
     row["server_cpu_per_event_us"] = (
         row["server_cpu"] / expected * 1e6 if row["server_cpu"] is not None else None
     )
@@ -1212,6 +1253,11 @@ def print_report(report: Optional[Dict[str, Any]], log: Callable[[str], None] = 
                 f"p99 ms {p99s}",
                 f"reading phase {_num(row['wall_read'], 2)} s",
                 f"server CPU {_num(row['server_cpu_per_event_us'], 1)} us/ev",
+                "gc collections gen0/1/2 (longest full one, all pauses) "
+                + ", ".join(
+                    f"{'/'.join(str(c) for c in counts)} ({longest:.1f}, {total:.0f} ms)"
+                    for counts, longest, total in row["gc"]
+                ),
             ]
             if row["speedups"] or client.startswith("sdk"):
                 notes.append(f"speedups: {row['speedups'] or 'none'}")
