@@ -14,7 +14,8 @@ Three parts, each in its own process:
   answers with a chunked SSE head at once and then holds the stream: the
   request's ``"fanin"`` field names a *group* of ``n`` streams, and no event is
   written to any of them until all ``n`` requests of the group have arrived
-  (so the client's opening phase carries no event, see below). Then it writes
+  and the client, holding every head, has said so (``POST /start/<group>``),
+  so the client's opening phase carries no event (see below). Then it writes
   one event (``event: content``/``data: {"type": "content", "content": ...,
   "sent": <time.time()>}``, g4f's framing, one HTTP chunk per event) to each
   stream every ``interval`` seconds, staggered so that the writes are spread
