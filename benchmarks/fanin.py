@@ -28,8 +28,9 @@ Three parts, each in its own process:
   stream``), bare ``aiohttp`` (``async for line in response.content`` +
   ``json.loads``), ``httpx`` + ``httpx-sse`` (``aconnect_sse`` /
   ``aiter_sse`` + ``json.loads``), and, one thread per stream,
-  ``BackendApiClient`` and ``requests`` + ``iter_lines`` + ``json.loads``.
-  Each reads ``n`` concurrent streams through one client (one session). Per
+  ``BackendApiClient`` and ``requests`` + ``iter_lines`` + ``json.loads``;
+  and, as an extra row, bare aiohttp with the SDK's default timeouts as
+  ``sock_connect``/``sock_read`` (what a read timeout costs). Each reads ``n`` concurrent streams through one client (one session). Per
   event the consumer does the same small work in every client: the lateness
   (``time.time()`` minus the event's ``sent``), a count, the content's length.
 * **the orchestration** (:func:`bench`, :func:`print_report`,
@@ -641,6 +642,21 @@ class AiohttpLines(AsyncReader):
         await self.session.close()
 
 
+class AiohttpLinesReadTimeout(AiohttpLines):
+    """Bare ``aiohttp`` as above with the SDK's default timeouts (``connect=10, read=600``,
+    no total) as aiohttp's ``sock_connect``/``sock_read``: a diagnostic row, what the
+    read timeout costs (aiohttp re-arms a timer on every read)."""
+
+    async def open(self, base_url: str, limit: int) -> None:
+        import aiohttp
+
+        self.url = base_url + PATH
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit), timeout=timeout
+        )
+
+
 class HttpxSseAsync(AsyncReader):
     """``httpx.AsyncClient`` + ``httpx-sse`` (``aconnect_sse`` / ``aiter_sse``) + ``json.loads``."""
 
@@ -765,6 +781,7 @@ class RequestsLines(ThreadReader):
 READERS: Dict[str, Callable[[], Any]] = {
     "sdk-async": SdkAsync,
     "aiohttp": AiohttpLines,
+    "aiohttp-read-timeout": AiohttpLinesReadTimeout,
     "httpx-sse-async": HttpxSseAsync,
     "sdk-sync": SdkSync,
     "requests": RequestsLines,
@@ -772,6 +789,7 @@ READERS: Dict[str, Callable[[], Any]] = {
 LABELS = {
     "sdk-async": "AsyncBackendApiClient",
     "aiohttp": "aiohttp lines + json.loads",
+    "aiohttp-read-timeout": "  the same, sock_read=600 (extra)",
     "httpx-sse-async": "httpx + httpx-sse (async)",
     "sdk-sync": "BackendApiClient, threads",
     "requests": "requests iter_lines+json, threads",
@@ -955,6 +973,7 @@ class Run:
         clients: Sequence[str],
         repeats: int,
         limit: Optional[int] = None,
+        reference: Optional[str] = None,
     ) -> None:
         self.name = name
         self.n = n
@@ -964,6 +983,8 @@ class Run:
         self.repeats = repeats
         self.limit = limit or max(1000, n)
         """The client's connection limit: the SDK's default (1,000) unless ``n`` is more."""
+        self.reference = reference or self.clients[-1]
+        """The client the others are compared with (the ``x`` columns)."""
 
 
 def plan(quick: bool, repeats: Optional[int] = None) -> List[Run]:
@@ -971,7 +992,15 @@ def plan(quick: bool, repeats: Optional[int] = None) -> List[Run]:
     if quick:
         r = repeats or 1
         return [
-            Run("n1000", 40, 5, 0.02, ("sdk-async", "aiohttp"), r),
+            Run(
+                "n1000",
+                40,
+                5,
+                0.02,
+                ("sdk-async", "aiohttp", "aiohttp-read-timeout"),
+                r,
+                reference="aiohttp",
+            ),
             Run("n500", 20, 5, 0.02, ("sdk-async", "aiohttp"), r),
             Run("httpx", 10, 5, 0.02, ("sdk-async", "httpx-sse-async"), r),
             Run("blocking", 10, 5, 0.02, ("sdk-sync", "requests"), r),
@@ -979,8 +1008,24 @@ def plan(quick: bool, repeats: Optional[int] = None) -> List[Run]:
         ]
     r = repeats or 3
     return [
-        Run("n1000", 1000, 60, 0.05, ("sdk-async", "aiohttp"), r),
-        Run("n500", 500, 60, 0.05, ("sdk-async", "aiohttp"), r),
+        Run(
+            "n1000",
+            1000,
+            60,
+            0.05,
+            ("sdk-async", "aiohttp", "aiohttp-read-timeout"),
+            r,
+            reference="aiohttp",
+        ),
+        Run(
+            "n500",
+            500,
+            60,
+            0.05,
+            ("sdk-async", "aiohttp", "aiohttp-read-timeout"),
+            r,
+            reference="aiohttp",
+        ),
         Run("httpx", 100, 60, 0.05, ("sdk-async", "httpx-sse-async"), r),
         Run("blocking", 200, 60, 0.05, ("sdk-sync", "requests"), r),
         Run("n5000", 5000, 20, 0.5, ("sdk-async", "aiohttp"), 1, limit=5000),
@@ -1111,6 +1156,7 @@ def bench(
                 "interval": run.interval,
                 "limit": run.limit,
                 "repeats": run.repeats,
+                "reference": run.reference,
                 "clients": {c: summarise(rs) for c, rs in results.items()},
                 "raw": results,
             }
@@ -1216,7 +1262,8 @@ def print_report(report: Optional[Dict[str, Any]], log: Callable[[str], None] = 
         "CPU us/ev: client CPU over the reading phase / events; req us: CPU of the opening "
         "phase (requests sent, heads read, no event yet) / N; late: receive - send time; "
         "KiB/str: RSS once every stream has its first event, minus RSS before opening, / N; "
-        "fds: before -> all open -> after close; x: / the run's reference (its second row)."
+        "fds: before -> all open -> after close; x: / the run's reference (bare aiohttp, httpx, "
+        "requests)."
     )
     header = (
         f"{'client':<34}{'CPU us/ev':>10}{'x':>6}{'req us':>8}{'p50 ms':>8}{'p99 ms':>8}"
@@ -1224,7 +1271,7 @@ def print_report(report: Optional[Dict[str, Any]], log: Callable[[str], None] = 
     )
     for name, run in report["runs"].items():
         clients = run["clients"]
-        reference = clients[list(clients)[-1]]
+        reference = clients[run.get("reference") or list(clients)[-1]]
         rate = 1 / run["interval"]
         log("")
         log(
