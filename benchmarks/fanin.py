@@ -30,8 +30,9 @@ Three parts, each in its own process:
   ``aiter_sse`` + ``json.loads``), and, one thread per stream,
   ``BackendApiClient`` and ``requests`` + ``iter_lines`` + ``json.loads``;
   and, as an extra row, bare aiohttp with the SDK's default timeouts as
-  ``sock_connect``/``sock_read`` (what a read timeout costs). Each reads ``n`` concurrent streams through one client (one session). Per
-  event the consumer does the same small work in every client: the lateness
+  ``sock_connect``/``sock_read`` (what a read timeout costs). Each reads
+  ``n`` concurrent streams through one client (one session). Per event the
+  consumer does the same small work in every client: the lateness
   (``time.time()`` minus the event's ``sent``), a count, the content's length.
 * **the orchestration** (:func:`bench`, :func:`print_report`,
   :func:`targets`), called by ``benchmarks.run``.
