@@ -28,7 +28,15 @@ Sections (``--only`` picks some):
 * ``notebook``: ``backendapi.notebook.show_stream`` on a 3,000-event answer
   inside a real Jupyter kernel (nbclient + ipykernel), as a ratio to
   ``complete()`` on the same answer, with a redraw per event (the view
-  before issue 15) for comparison.
+  before issue 15) for comparison;
+* ``fanin``: N concurrent slow streams (one event per network read, 20
+  events/s each) through one client, each client in a fresh process against a
+  server that paces every stream: CPU per event, CPU per request, lateness
+  p50/p99, RSS per open stream and file descriptors, for
+  ``AsyncBackendApiClient`` against bare aiohttp (N = 1,000 and 500) and httpx +
+  httpx-sse (N = 100), 5,000 streams at 2 events/s, and ``BackendApiClient``
+  with a thread per stream against requests (N = 200): see
+  ``benchmarks.fanin``. ``--quick`` makes it a smoke run of a few seconds.
 """
 
 from __future__ import annotations
@@ -48,13 +56,25 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks import ab
+from benchmarks import ab, fanin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMINGS = ("sse", "ndjson")
 TRANSFERS = ("chunked", "close")
 REFERENCE = "httpx-sse"
-SECTIONS = ("throughput", "decode", "memory", "concurrency", "imports", "profile", "ab", "notebook")
+SECTIONS = (
+    "throughput",
+    "decode",
+    "memory",
+    "concurrency",
+    "imports",
+    "profile",
+    "ab",
+    "notebook",
+    "fanin",
+)
+NO_SERVER = ("decode", "fanin")
+"""Sections that need no ``benchmarks.server`` (the fan-in section starts its own)."""
 MiB = 1 << 20
 
 # (worker name, label, label for the NDJSON framing if different)
@@ -285,6 +305,7 @@ class Report:
     profile: Optional[str] = None
     ab: Optional[Dict[str, Any]] = None
     notebook: Optional[Dict[str, Any]] = None
+    fanin: Optional[Dict[str, Any]] = None
     seconds: float = 0.0
     load: List[float] = field(default_factory=list)
 
@@ -574,6 +595,10 @@ def bench_notebook(server: Server, args: argparse.Namespace, report: Report) -> 
         "ratio": times["show_stream"] / times["complete"],
         "per_event_ratio": times["per_event"] / times["complete"],
     }
+
+
+def bench_fanin(args: argparse.Namespace, report: Report) -> None:
+    report.fanin = fanin.bench(ROOT, args.quick, args.fanin_repeats, log=log)
 
 
 # --------------------------------------------------------------------------- output
@@ -868,6 +893,7 @@ def targets(report: Report) -> List[Tuple[str, Optional[bool], str]]:
             )
         )
     out += ab.targets(report.ab)
+    out += fanin.targets(report.fanin)
     return out
 
 
@@ -909,6 +935,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--ab-rounds", type=int, default=None, help="ab section rounds (6)")
     parser.add_argument(
+        "--fanin-repeats",
+        type=int,
+        default=None,
+        help="fanin section: repeats of each client process (3; the 5,000-stream run: 1)",
+    )
+    parser.add_argument(
         "--ab-instructions",
         action="store_true",
         help="ab section: also count instructions per event under callgrind (valgrind), "
@@ -924,12 +956,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "decode_mib": (64, 8),
         "import_runs": (9, 3),
         "ab_rounds": (6, 1),
+        "fanin_repeats": (3, 1),
     }
     for name, (full, smoke) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, smoke if quick else full)
     if args.ab_rounds < 1:
         parser.error("--ab-rounds must be at least 1")
+    if args.fanin_repeats < 1:
+        parser.error("--fanin-repeats must be at least 1")
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
@@ -961,7 +996,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     counts = ab.instruction_counts() if "ab" in args.only and args.ab_instructions else []
     if "notebook" in args.only:
         counts = sorted({*counts, NOTEBOOK_EVENTS})
-    server = Server(args.events, small, args.mem_mib * MiB, counts)
+    server: Any = None
+    if set(args.only) - set(NO_SERVER):
+        server = Server(args.events, small, args.mem_mib * MiB, counts)
     steps: Dict[str, Callable[[], None]] = {
         "throughput": lambda: bench_throughput(server, args, report),
         "decode": lambda: bench_decode(args, report),
@@ -971,23 +1008,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "profile": lambda: bench_profile(server, args, report),
         "ab": lambda: bench_ab(server, args, report, base),
         "notebook": lambda: bench_notebook(server, args, report),
+        "fanin": lambda: bench_fanin(args, report),
     }
     try:
-        # One throwaway run, so the first measured process does not pay for cold caches.
-        run_worker(
-            {
-                "mode": "stream",
-                "client": "sdk-sync",
-                "framing": "sse",
-                "kind": "c",
-                "base_url": server.base_url("sse", "chunked"),
-            }
-        )
+        if server is not None:
+            # One throwaway run, so the first measured process does not pay for cold caches.
+            run_worker(
+                {
+                    "mode": "stream",
+                    "client": "sdk-sync",
+                    "framing": "sse",
+                    "kind": "c",
+                    "base_url": server.base_url("sse", "chunked"),
+                }
+            )
         for section in SECTIONS:
             if section in args.only:
                 steps[section]()
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
     report.seconds = time.perf_counter() - started
     report.load.append(os.getloadavg()[0])
     if report.throughput:
@@ -999,6 +1039,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print_profile(report)
     ab.print_ab(report.ab)
     print_notebook(report)
+    fanin.print_report(report.fanin, log)
     print_targets(report)
     log("")
     log(
