@@ -153,6 +153,7 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
         except TransportError:
             response.close()
             raise
+        _body_without_socket_timeout(response)
         return AiohttpResponse(response, decoder, deadline, own)
 
     async def sleep(self, seconds: float) -> None:
@@ -363,6 +364,20 @@ class _OwnSession(LoopSession[aiohttp.ClientSession]):
         self.session.detach()  # its closer and finaliser then close nothing
         if connector is not None:
             connector._closed = True  # its finaliser would close the parent's connections
+
+
+def _body_without_socket_timeout(response: aiohttp.ClientResponse) -> None:
+    """Stop aiohttp's ``sock_read`` timer for the body: its reads are bounded by the
+    stream's :class:`ReadDeadline` (while a read waits, as the blocking client's socket
+    timeout bounds them). aiohttp would move a timer on every packet (a cancel and a
+    ``call_later``: a fifth of what the loop does per event of a stream that carries one
+    event per read); the timer still bounds the wait for the head, and aiohttp sets it
+    again for the connection's next request."""
+    connection = response.connection
+    protocol = None if connection is None else connection.protocol
+    if protocol is not None and hasattr(protocol, "_drop_timeout"):
+        protocol.read_timeout = None
+        protocol._drop_timeout()
 
 
 def _wire_url(url: str) -> Union[str, URL]:
