@@ -69,19 +69,24 @@ class AiohttpResponse(LoopResponse):
         self._body = BodyReader(response, decoder)
 
     async def read(self) -> bytes:
-        """The body bytes that have arrived (waiting for some, within the SDK's deadline
-        whatever aiohttp's reader does); ``b""`` at its end."""
+        """The body bytes that have arrived (waited for within the deadline); ``b""`` at the end."""
         deadline = self._deadline
         deadline.start()
+        body = self._body
         try:
-            return await self._body.read()
+            if not body.plain:
+                return await body.read()
+            data = await body.content.readany()  # BodyReader.read, written out
+            if not data:
+                body.ended()
+            return data
         except asyncio.CancelledError:
             deadline.check()
             raise
         except (aiohttp.ClientError, HttpProcessingError, asyncio.TimeoutError, OSError) as exc:
             raise _failure(exc, connecting=False) from None
         finally:
-            deadline.stop()
+            deadline._task = None  # deadline.stop(), written out
 
     def interrupt(self) -> None:
         """Make the read in progress (or the next) fail: the client is being closed."""
@@ -153,7 +158,6 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
         except TransportError:
             response.close()
             raise
-        _body_without_socket_timeout(response)
         return AiohttpResponse(response, decoder, deadline, own)
 
     async def sleep(self, seconds: float) -> None:
@@ -247,8 +251,7 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
         own = self._own.prepare(loop, self._forked())
         if own is not None:
             return own
-        # Loading a CA bundle (certifi's, or a ``ssl`` path) takes ~12 ms: not for
-        # a plain-http server without a proxy, whose connections never use TLS.
+        # Loading a CA bundle takes ~12 ms: not for a plain-http server without a proxy.
         tls = (
             self._proxy is not None
             or not url.lower().startswith("http://")
@@ -364,20 +367,6 @@ class _OwnSession(LoopSession[aiohttp.ClientSession]):
         self.session.detach()  # its closer and finaliser then close nothing
         if connector is not None:
             connector._closed = True  # its finaliser would close the parent's connections
-
-
-def _body_without_socket_timeout(response: aiohttp.ClientResponse) -> None:
-    """Stop aiohttp's ``sock_read`` timer for the body: its reads are bounded by the
-    stream's :class:`ReadDeadline` (while a read waits, as the blocking client's socket
-    timeout bounds them). aiohttp would move a timer on every packet (a cancel and a
-    ``call_later``: a fifth of what the loop does per event of a stream that carries one
-    event per read); the timer still bounds the wait for the head, and aiohttp sets it
-    again for the connection's next request."""
-    connection = response.connection
-    protocol = None if connection is None else connection.protocol
-    if protocol is not None and hasattr(protocol, "_drop_timeout"):
-        protocol.read_timeout = None
-        protocol._drop_timeout()
 
 
 def _wire_url(url: str) -> Union[str, URL]:
