@@ -12,6 +12,10 @@ seconds; the client, in this process, reads ``--streams`` streams at once:
 * ``sdk-sync``: ``BackendApiClient``, one thread per stream;
 * ``requests``: ``requests`` + ``iter_lines`` + ``json.loads``, one thread per stream.
 
+With ``--memory`` it instead reads once, after a warm-up of one stream only,
+and prints the peak RSS growth over the read per stream (``/proc/self/status``
+sampled every 20 ms; the imports and lazy set-up come before the base).
+
 It prints CPU microseconds per event (``time.process_time()`` over the whole
 read, the requests included) and, with ``--profile``, writes a cProfile of it.
 Requests carry a conversation of a few KB, as a web app's do. Figures move by up
@@ -97,6 +101,34 @@ def _cpu() -> float:
     return time.process_time()
 
 
+def _rss() -> int:
+    """This process's resident set, in bytes (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class _PeakRss:
+    """The highest RSS seen while it runs (a thread sampling every 20 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, _rss())
+
+
 async def _sdk_async(url: str, streams: int) -> int:
     from backendapi import AsyncBackendApiClient
 
@@ -179,6 +211,7 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", metavar="FILE")
+    parser.add_argument("--memory", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -196,12 +229,24 @@ def main(argv: List[str]) -> None:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{server.stdout.readline().strip()}"
 
-        def once() -> int:
+        def once(streams: int = args.streams) -> int:
             if args.client in ("sdk-async", "aiohttp"):
                 reader = _sdk_async if args.client == "sdk-async" else _aiohttp
-                return asyncio.run(reader(url, args.streams))
-            return _threads(url, args.streams, args.client)
+                return asyncio.run(reader(url, streams))
+            return _threads(url, streams, args.client)
 
+        if args.memory:
+            once(1)  # imports and lazy set-up (the decoder's parser...) before the base
+            base = _rss()
+            peak = _PeakRss()
+            events = once()
+            grown = peak.stop() - base
+            assert events == args.streams * args.events, events
+            print(
+                f"{args.client}: {args.streams} streams: peak RSS growth "
+                f"{grown / args.streams / 1024:.1f} KiB per stream"
+            )
+            return
         once()  # warm-up: imports, first connections
         profiler = None
         if args.profile:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -686,6 +687,9 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
                         and response.status in REDIRECT_STATUSES
                         and location
                     ):
+                        # Nothing sends the request again: a stream open for minutes
+                        # need not keep its body (a conversation of a few KB).
+                        exchange.request = replace(exchange.request, body=None)
                         return response
                     response.close()
                     exchange.hops += 1

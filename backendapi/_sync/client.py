@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -682,6 +683,9 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
                         and response.status in REDIRECT_STATUSES
                         and location
                     ):
+                        # Nothing sends the request again: a stream open for minutes
+                        # need not keep its body (a conversation of a few KB).
+                        exchange.request = replace(exchange.request, body=None)
                         return response
                     response.close()
                     exchange.hops += 1

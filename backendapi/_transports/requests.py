@@ -162,6 +162,9 @@ class RequestsTransport(TransportBase[requests.Session]):
                 )
         except requests.RequestException as exc:
             raise _failure(exc) from None
+        # The request (its body, a conversation of a few KB) is sent: the response need
+        # not keep it for a stream's life.
+        response.request = None  # type: ignore[assignment]
         hint = "" if final or response.status_code == 101 else _SKIPPED_BELOW_HTTP_ADAPTERS
         try:
             decoder = body_decoder(
