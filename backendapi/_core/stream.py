@@ -327,6 +327,8 @@ class StreamCore(Exchange):
 
     def log_end(self, outcome: str) -> None:
         """Log a one-line summary of the finished stream."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return  # its figures are not even worked out
         seconds = 0.0 if self.started is None else time.monotonic() - self.started
         logger.debug(
             "stream %s %s: %d events, %d bytes, %.3f s",
