@@ -45,8 +45,9 @@ CONVERSATION = [
 
 
 def _event(index: int) -> bytes:
-    data = b"data: " + json.dumps({"type": "content", "content": f" tok{index}"}).encode()
-    body = data + b"\n\n"
+    """One chunk: one SSE event as g4f writes it (an ``event:`` line, a ``data:`` line)."""
+    data = json.dumps({"type": "content", "content": f" tok{index}"}).encode()
+    body = b"event: content\ndata: " + data + b"\n\n"
     return b"%x\r\n%s\r\n" % (len(body), body)
 
 
@@ -78,7 +79,9 @@ async def _serve(events: int, interval: float) -> None:
             await done
 
     async def pump() -> None:
-        await started.wait()
+        while not streams:  # a request that came late is served by the next pump
+            started.clear()
+            await started.wait()
         await asyncio.sleep(0.5)  # the other streams' requests come in meanwhile
         batch = list(streams)
         streams.clear()
@@ -94,7 +97,6 @@ async def _serve(events: int, interval: float) -> None:
     print(server.sockets[0].getsockname()[1], flush=True)
     while True:
         await pump()
-        started.clear()
 
 
 def _cpu() -> float:
@@ -161,6 +163,15 @@ async def _aiohttp(url: str, streams: int) -> int:
         return sum(await asyncio.gather(*(one() for _ in range(streams))))
 
 
+TIMEOUT: Any = None
+"""``requests``' timeout (``--requests-timeout``): by default none, as ``requests``' own."""
+
+PROFILES: List[Any] = []
+"""With ``--profile``, the blocking clients' threads each profile themselves (CPU time of
+the thread, ``time.thread_time``), and the profiles are merged."""
+PROFILE_THREADS = False
+
+
 def _threads(url: str, streams: int, kind: str) -> int:
     counts: List[int] = []
     if kind == "sdk-sync":
@@ -185,14 +196,28 @@ def _threads(url: str, streams: int, kind: str) -> int:
             count = 0
             body = {"model": "gpt-4o", "messages": CONVERSATION}
             with client.post(
-                url + "/backend-api/v2/conversation", json=body, stream=True
+                url + "/backend-api/v2/conversation", json=body, stream=True, timeout=TIMEOUT
             ) as response:
                 for line in response.iter_lines():
                     if line.startswith(b"data: "):
                         count += json.loads(line[6:])["type"] == "content"
             counts.append(count)
 
-    threads = [threading.Thread(target=one) for _ in range(streams)]
+    def profiled() -> None:
+        if not PROFILE_THREADS:
+            one()
+            return
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
+        try:
+            one()
+        finally:
+            profiler.disable()
+            PROFILES.append(profiler)
+
+    threads = [threading.Thread(target=profiled) for _ in range(streams)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -212,8 +237,17 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", metavar="FILE")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument(
+        "--requests-timeout",
+        type=float,
+        help="a read timeout for the requests client (a socket with a timeout polls "
+        "before each recv, as the SDK's, which has a read timeout by default)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.requests_timeout is not None:
+        global TIMEOUT
+        TIMEOUT = (10.0, args.requests_timeout)
     if args.serve:
         asyncio.run(_serve(args.events, args.interval))
         return
@@ -249,7 +283,10 @@ def main(argv: List[str]) -> None:
             return
         once()  # warm-up: imports, first connections
         profiler = None
-        if args.profile:
+        if args.profile and args.client in ("sdk-sync", "requests"):
+            global PROFILE_THREADS
+            PROFILE_THREADS = True
+        elif args.profile:
             import cProfile
 
             profiler = cProfile.Profile()
@@ -272,6 +309,13 @@ def main(argv: List[str]) -> None:
         )
         if profiler is not None:
             profiler.dump_stats(args.profile)
+        elif PROFILES:
+            import pstats
+
+            stats = pstats.Stats(PROFILES[0])
+            for other in PROFILES[1:]:
+                stats.add(other)
+            stats.dump_stats(args.profile)
     finally:
         server.kill()
         server.wait()

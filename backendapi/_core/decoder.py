@@ -317,7 +317,10 @@ class EventDecoder:
         if alone:
             state = self._read_lines([text], parts, name, events)
             if state is not None:
-                self._store(*state)
+                if state[0] or state[1] is not None:
+                    self._store(*state)
+                else:
+                    self._event_name = None  # _store([], None): no data lines are held
             return True
         # text: whole lines, each ended by "\n" (none at all after a long data line).
         start = 0
