@@ -11,9 +11,11 @@ from ._structured import parse_json, parse_model
 
 __all__ = ["Answer"]
 
-# Content pieces are joined into one string every CONTENT_CHUNK of them, so a long
-# answer of small tokens is held as a few thousand strings, not millions.
-CONTENT_CHUNK = 1024
+# Content pieces are joined into one string once CONTENT_CHUNK of them, and as many as
+# there are joined strings already, are waiting: a stream of a few hundred tokens holds a
+# few dozen strings, not one (~55 bytes) per token, and a long answer of n small tokens
+# about sqrt(2n) of them (1,400 for a million), each piece copied once.
+CONTENT_CHUNK = 16
 
 DEBUG_EVENT_TYPES = frozenset({"request", "response", "headers"})
 """Event types that show a provider's own HTTP traffic (and may carry its secrets): an
@@ -296,7 +298,7 @@ class Answer:
             if isinstance(content, str):
                 parts = self._content
                 parts.append(content)
-                if len(parts) >= CONTENT_CHUNK:
+                if len(parts) >= CONTENT_CHUNK and len(parts) >= len(self._chunks):
                     self._join_content()
                 if len(data) == 2:
                     return
@@ -426,7 +428,7 @@ class Answer:
         self._events += len(contents)
         parts = self._content
         parts.append(text)
-        if len(parts) >= CONTENT_CHUNK:
+        if len(parts) >= CONTENT_CHUNK and len(parts) >= len(self._chunks):
             self._join_content()
 
     def _join_content(self) -> None:

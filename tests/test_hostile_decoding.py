@@ -79,6 +79,10 @@ def feed_all(pieces: Sequence[bytes]) -> Outcome:
         for piece in pieces:
             events += [event.get_dict() for event in decoder.feed(piece)]
         events += [event.get_dict() for event in decoder.close()]
+        if decoder.error_pending:
+            # A last NDJSON line after an unfinished SSE event is handed out first; the
+            # error waits for the next call (EventDecoder.close), as a stream raises it.
+            decoder.close()
     except BackendApiError as exc:
         return events, exc
     return events, None

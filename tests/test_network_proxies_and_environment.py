@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import sys
 import threading
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -38,6 +37,7 @@ from backendapi import (
     RawResponse,
     Timeout,
 )
+from backendapi._core import environment
 from backendapi._transports.aiohttp import AiohttpTransport
 from backendapi.testing import BackendApiTestServer, Reply, Wait
 
@@ -328,13 +328,13 @@ def test_concurrent_requests_share_one_reading_of_the_environment(
     """A count, not a timing: the environment is read once for requests started together."""
     backendapi_server.default_reply = GOOD
     readings: List[int] = []
-    getproxies = urllib.request.getproxies
 
-    def counting_getproxies() -> Dict[str, str]:
-        readings.append(1)
-        return getproxies()
+    class CountedReading(environment.Reading):
+        def __init__(self, *args: Any) -> None:
+            readings.append(1)
+            super().__init__(*args)
 
-    monkeypatch.setattr(urllib.request, "getproxies", counting_getproxies)
+    monkeypatch.setattr(environment, "Reading", CountedReading)
 
     async def one(client: AsyncBackendApiClient) -> int:
         return len([event async for event in client.create("m", MESSAGES)])

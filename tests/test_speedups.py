@@ -228,6 +228,19 @@ def test_answer_text_is_exact_across_its_joined_chunks() -> None:
     assert len(answer._chunks) + len(answer._content) <= 4
 
 
+@pytest.mark.parametrize("count", [60, 1_000, 20_000])
+def test_an_answer_holds_few_strings_while_its_tokens_come(count: int) -> None:
+    # An open stream's answer, before anyone reads its text: each small token alone
+    # would be a string of ~55 bytes for the stream's whole life.
+    answer = Answer()
+    for i in range(count):
+        answer._add_contents([f" t{i}"])
+    held = len(answer._chunks) + len(answer._content)
+    assert held <= 2 * (2 * count) ** 0.5 + _CHUNK
+    assert held < count / 3
+    assert answer.text == "".join(f" t{i}" for i in range(count))
+
+
 def _regular(count: int, framing: str, event: Dict[str, Any]) -> bytes:
     out = []
     for i in range(count):

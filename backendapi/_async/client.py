@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -686,6 +687,9 @@ class AsyncBackendApiClient(ClientCore["aiohttp.ClientSession", AiohttpTransport
                         and response.status in REDIRECT_STATUSES
                         and location
                     ):
+                        # Nothing sends the request again: a stream open for minutes
+                        # need not keep its body (a conversation of a few KB).
+                        exchange.request = replace(exchange.request, body=None)
                         return response
                     response.close()
                     exchange.hops += 1
@@ -734,6 +738,8 @@ class AsyncStream(StreamState[AsyncBackendApiClient, AiohttpResponse], AsyncIter
         return self._events()
 
     async def _events(self) -> AsyncIterator[RawResponse]:
+        # _next_batch's loop, written out: one event per network read (a model's
+        # tokens as they come) costs no call beyond the read and the decoding.
         core = self._core
         while True:
             for data in core.taking:
@@ -741,10 +747,26 @@ class AsyncStream(StreamState[AsyncBackendApiClient, AiohttpResponse], AsyncIter
                 _set_fields(event, data)
                 yield event
             try:
-                event = await self._next_batch()
-            except StopAsyncIteration:
-                return
-            yield event
+                next_event = core.next_event()
+                while next_event is None:
+                    if core.finished or self._closed:
+                        self._end("completed")
+                        return
+                    response = self._response
+                    if response is None:
+                        await self._open()
+                        continue
+                    try:
+                        chunk = await response.read()
+                    except TransportError as failure:
+                        raise core.read_error(failure, self._client.timeout) from None
+                    next_event = core.absorb(chunk)
+                    if next_event is None:
+                        next_event = core.next_event()
+            except BaseException:  # an interrupt or a cancellation too: never leave the socket open
+                self._end("failed")
+                raise
+            yield next_event
 
     async def __anext__(self) -> RawResponse:
         # Takes from the current batch too; loops use _events.
@@ -766,7 +788,9 @@ class AsyncStream(StreamState[AsyncBackendApiClient, AiohttpResponse], AsyncIter
                     raise StopAsyncIteration
                 if self._response is None:
                     await self._open()
-                core.absorb(await self._read())
+                event = core.absorb(await self._read())
+                if event is not None:
+                    return event
         except StopAsyncIteration:
             raise
         except BaseException:  # an interrupt or a cancellation too: never leave the socket open

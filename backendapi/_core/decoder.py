@@ -317,7 +317,10 @@ class EventDecoder:
         if alone:
             state = self._read_lines([text], parts, name, events)
             if state is not None:
-                self._store(*state)
+                if state[0] or state[1] is not None:
+                    self._store(*state)
+                else:
+                    self._event_name = None  # _store([], None): no data lines are held
             return True
         # text: whole lines, each ended by "\n" (none at all after a long data line).
         start = 0
@@ -335,6 +338,10 @@ class EventDecoder:
             parts, name = state
         # A blank line ended any event under way, unless the text ran out first.
         stop = start if parts or name is not None else self._batch(text, start, events)
+        if stop == len(text) and not parts and name is None:
+            # All read as one batch (one whole event per read): no data lines held.
+            self._event_name = None
+            return True
         state = self._read_lines(_lines(text, stop, len(text)), parts, name, events)
         if state is not None:
             self._store(*state)
@@ -349,7 +356,7 @@ class EventDecoder:
             found = parsing.parse_events(_lines(text, start, len(text)))
             if found is None:
                 return start
-            self._emit(found, events)
+            events.extend(found if self._raw_dicts else map(RawResponse._adopt, found))
             return len(text)
         if not (text.startswith("event:", start) or text.startswith("data:", start)):
             return start
@@ -365,7 +372,7 @@ class EventDecoder:
         found = parsing.parse_events(payloads)
         if found is None:
             return start
-        self._emit(found, events)
+        events.extend(found if self._raw_dicts else map(RawResponse._adopt, found))
         return end
 
     def _read_lines(
@@ -382,12 +389,6 @@ class EventDecoder:
         self._store(parts, name)
         self._per_line(lines, done, events)
         return None
-
-    def _emit(self, found: List[Dict[str, Any]], events: List[Any]) -> None:
-        if self._raw_dicts:
-            events.extend(found)
-        else:
-            events.extend(map(RawResponse._adopt, found))
 
     def _loop(
         self, lines: List[str], parts: List[str], name: Optional[str], events: List[Any]

@@ -18,8 +18,13 @@ trusts the environment):
 It is read for each request. A transport may keep one reading for requests
 started together (the async one keeps it until its event loop's current
 iteration ends: ``asyncio.gather`` of 500 streams reads it once); a change to
-the environment counts from the next reading on. The ``.netrc`` file is
-parsed again only when its size or modification time changes.
+the environment counts from the next reading on. A reading is cheap where
+nothing changed: the variables are looked up again only when ``os.environ``
+differs from what it was at the last lookup (one comparison of two dicts, in
+C), and the ``.netrc`` file is parsed again only when its path, size,
+modification time or inode changes (one ``stat`` per reading). On macOS and
+Windows, where ``urllib`` also asks the system's proxy settings, every reading
+looks them up.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ import ipaddress
 import logging
 import netrc
 import os
+import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Dict, Optional, Tuple, Union
+from typing import Any, Collection, Dict, Optional, Tuple, Union
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .._errors import InvalidInputError
@@ -45,6 +51,11 @@ CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 """Variables naming the CA bundle to verify with by default (requests' rule: the first set)."""
 
 _PROXY_SCHEMES = ("http", "https")
+
+# Where urllib's proxies come from the environment alone, a lookup holds while
+# os.environ is unchanged (elsewhere urllib also asks the system's settings).
+_ENVIRONMENT_ONLY = sys.platform != "darwin" and os.name != "nt"
+_NO_HOME = ""  # the .netrc path when no home directory is to be found
 
 
 def environment_ca_bundle() -> Optional[str]:
@@ -181,8 +192,15 @@ class Environment:
 
     def __init__(self) -> None:
         self._reading: Optional[Reading] = None
-        self._netrc_key: Optional[Tuple[str, int, int, int]] = None
-        self._netrc: Optional[netrc.netrc] = None
+        # The last parse of .netrc and the key it was made under (path, mtime, size,
+        # inode), as one tuple: threads sharing a transport swap it whole.
+        self._netrc_parsed: Tuple[Optional[Tuple[str, int, int, int]], Optional[netrc.netrc]] = (
+            None,
+            None,
+        )
+        # The last lookup of the variables (the proxies, NO_PROXY, the .netrc path)
+        # and the copy of os.environ it was made under (None: none kept).
+        self._looked_up: Optional[Tuple[Dict[Any, Any], Dict[str, str], str, str]] = None
 
     def read(self, scope: object = None) -> Tuple[Reading, bool]:
         """A reading, and whether it is new.
@@ -194,44 +212,61 @@ class Environment:
         reading = self._reading
         if scope is not None and reading is not None and reading.scope is scope:
             return reading, False
-        proxies = urllib.request.getproxies()
-        reading = Reading(
-            scope,
-            # ALL_PROXY stands in for a scheme without its own, as requests reads it.
-            {
-                scheme: proxies.get(scheme) or proxies["all"]
-                for scheme in _PROXY_SCHEMES
-                if proxies.get(scheme) or proxies.get("all")
-            },
-            self._netrc_file(),
-            proxies.get("no", ""),
-        )
+        environ = _environ()
+        looked_up = self._looked_up
+        if looked_up is None or looked_up[0] != environ:
+            looked_up = self._look_up(environ)
+        _, proxies, no_proxy, netrc_path = looked_up
+        reading = Reading(scope, proxies, self._netrc_file(netrc_path), no_proxy)
         self._reading = reading if scope is not None else None
         return reading, True
 
-    def expire(self) -> None:
-        """Forget the kept reading: the next :meth:`read` reads afresh."""
-        self._reading = None
-
-    def _netrc_file(self) -> Optional[netrc.netrc]:
-        """The parsed ``.netrc`` file, or None; parsed again only when it changed."""
+    def _look_up(self, environ: Any) -> Tuple[Dict[Any, Any], Dict[str, str], str, str]:
+        """Look the variables up; keep what was found with a copy of ``environ``."""
+        snapshot = dict(environ)  # first: a change while looking up is seen next time
+        found = urllib.request.getproxies()
+        # ALL_PROXY stands in for a scheme without its own, as requests reads it.
+        proxies = {
+            scheme: found.get(scheme) or found["all"]
+            for scheme in _PROXY_SCHEMES
+            if found.get(scheme) or found.get("all")
+        }
         path = os.environ.get("NETRC")
         if path is None:
             try:
                 path = str(Path.home() / (".netrc" if os.name != "nt" else "_netrc"))
             except RuntimeError:  # no home directory to be found
-                return None
+                path = _NO_HOME
+        looked_up = (snapshot, proxies, found.get("no", ""), path)
+        self._looked_up = looked_up if _ENVIRONMENT_ONLY else None
+        return looked_up
+
+    def expire(self) -> None:
+        """Forget the kept reading: the next :meth:`read` reads afresh."""
+        self._reading = None
+
+    def _netrc_file(self, path: str) -> Optional[netrc.netrc]:
+        """The parsed ``.netrc`` file at ``path``, or None; parsed again only when it changed."""
+        if path == _NO_HOME:
+            return None
         try:
             stat = os.stat(path)
         except OSError:
-            self._netrc_key, self._netrc = None, None
+            self._netrc_parsed = (None, None)
             return None
         key = (path, stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if key != self._netrc_key:
-            self._netrc_key = key
+        seen, parsed = self._netrc_parsed
+        if key != seen:
             try:
-                self._netrc = netrc.netrc(path)
+                parsed = netrc.netrc(path)
             except (netrc.NetrcParseError, OSError) as exc:
                 logger.debug("cannot read the .netrc file %s: %s", path, exc)
-                self._netrc = None
-        return self._netrc
+                parsed = None
+            self._netrc_parsed = (key, parsed)
+        return parsed
+
+
+def _environ() -> Any:
+    """What ``os.environ`` holds, to compare with a copy: its own dict where it has one
+    (CPython's ``_data``: a comparison in C, no decoding), else the mapping itself."""
+    return getattr(os.environ, "_data", os.environ)

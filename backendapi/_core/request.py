@@ -62,7 +62,7 @@ class PreparedRequest:
     @property
     def has_authorization(self) -> bool:
         """True when the headers carry an ``Authorization`` (then ``.netrc`` is not read)."""
-        return any(name.lower() == "authorization" for name in self.headers)
+        return "authorization" in map(str.lower, self.headers)
 
     def __repr__(self) -> str:
         size = "no body" if self.body is None else f"{len(self.body)} byte body"

@@ -24,7 +24,6 @@ from typing import (
     Tuple,
     TypeVar,
     Union,
-    cast,
 )
 
 from .._answer import Answer
@@ -81,11 +80,6 @@ def _wrap(data: Dict[str, Any]) -> RawResponse:
     event: RawResponse = _new_event(RawResponse)
     _set_fields(event, data)
     return event
-
-
-def _dicts(events: List[RawResponse]) -> List[Dict[str, Any]]:
-    """What a decoder with ``_raw_dicts`` set returns: the events' bare dicts."""
-    return cast(List[Dict[str, Any]], events)
 
 
 FEED_SIZE = 32 * 1024
@@ -148,12 +142,15 @@ class StreamCore(Exchange):
         """Body bytes fed to the decoder so far."""
         return self._decoder.bytes_fed
 
-    def absorb(self, chunk: bytes) -> None:
+    def absorb(self, chunk: bytes) -> Optional[RawResponse]:
         """Feed bytes from the network; an empty chunk means the body ended.
 
-        Call it only once :attr:`taking` ran dry and :meth:`next_event`
-        returned None.
+        Returns the first event of the new batch, as :meth:`next_event` would,
+        or None: then call :meth:`next_event` (something may be held: a slice
+        of a big read, an error). Call it only once :attr:`taking` ran dry and
+        :meth:`next_event` returned None.
         """
+        decoder = self._decoder
         try:
             if chunk:
                 if len(chunk) > FEED_SIZE:
@@ -163,17 +160,26 @@ class StreamCore(Exchange):
                     self._rest = memoryview(chunk)
                     self._feed_rest()
                 else:
-                    self._feed(chunk)
+                    # The decoder has _raw_dicts set: its events are the bare dicts.
+                    self._start_batch(decoder.feed(chunk))  # type: ignore[arg-type]
+                    if decoder._done:
+                        self.finished = True
+                        self._rest = None
             else:
                 self.finished = self.eof = True
-                self._start_batch(_dicts(self._decoder.close()))
+                self._start_batch(decoder.close())  # type: ignore[arg-type]
         except (DecodeError, IncompleteStreamError) as error:  # it may quote the key
             self.scrub(error)
             raise
+        for data in self.taking:
+            event: RawResponse = _new_event(RawResponse)
+            _set_fields(event, data)
+            return event
+        return None
 
     def _feed(self, data: Union[bytes, memoryview]) -> None:
-        self._start_batch(_dicts(self._decoder.feed(data)))
-        if self._decoder.done:
+        self._start_batch(self._decoder.feed(data))  # type: ignore[arg-type]
+        if self._decoder._done:
             self.finished = True
             self._rest = None
 
@@ -189,9 +195,15 @@ class StreamCore(Exchange):
 
     def _start_batch(self, items: List[Dict[str, Any]]) -> None:
         """Make the decoder's new events (dicts, each with a "type") the batch."""
-        self._count_taken()
+        if self._batch:
+            self._count_taken()
         # Plain content pieces (the usual batch): the answer takes their text at once.
-        contents = _content_pieces(items)
+        # One event per network read, as a model's tokens arrive, is checked here.
+        contents: Optional[List[Any]]
+        if len(items) == 1 and len(items[0]) == 2 and items[0]["type"] == "content":
+            contents = [items[0]["content"]] if "content" in items[0] else None
+        else:
+            contents = _content_pieces(items)
         if contents is None:
             types = list(map(_TYPE, items))
             if not all(map(isinstance, types, _STR)):
@@ -234,7 +246,9 @@ class StreamCore(Exchange):
         handed out, and a held :class:`DecodeError` likewise.
         """
         for data in self.taking:
-            return _wrap(data)
+            event: RawResponse = _new_event(RawResponse)
+            _set_fields(event, data)
+            return event
         while True:
             # Raising, the stream ends (end() counts what was taken).
             if self._fatal is not None:
@@ -242,7 +256,7 @@ class StreamCore(Exchange):
                 self.finished = True
                 raise self._event_error(_wrap(data))
             try:
-                if self._decoder.error_pending:
+                if self._decoder._error is not None:
                     self.finished = True
                     self._decoder.feed(b"")  # raises the decode error held behind the events
                 if self._rest is None:
@@ -313,6 +327,8 @@ class StreamCore(Exchange):
 
     def log_end(self, outcome: str) -> None:
         """Log a one-line summary of the finished stream."""
+        if not logger.isEnabledFor(logging.DEBUG):
+            return  # its figures are not even worked out
         seconds = 0.0 if self.started is None else time.monotonic() - self.started
         logger.debug(
             "stream %s %s: %d events, %d bytes, %.3f s",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -682,6 +683,9 @@ class BackendApiClient(ClientCore["requests.Session", RequestsTransport]):
                         and response.status in REDIRECT_STATUSES
                         and location
                     ):
+                        # Nothing sends the request again: a stream open for minutes
+                        # need not keep its body (a conversation of a few KB).
+                        exchange.request = replace(exchange.request, body=None)
                         return response
                     response.close()
                     exchange.hops += 1
@@ -730,6 +734,8 @@ class Stream(StreamState[BackendApiClient, RequestsResponse], Iterator[RawRespon
         return self._events()
 
     def _events(self) -> Iterator[RawResponse]:
+        # _next_batch's loop, written out: one event per network read (a model's
+        # tokens as they come) costs no call beyond the read and the decoding.
         core = self._core
         while True:
             for data in core.taking:
@@ -737,10 +743,26 @@ class Stream(StreamState[BackendApiClient, RequestsResponse], Iterator[RawRespon
                 _set_fields(event, data)
                 yield event
             try:
-                event = self._next_batch()
-            except StopIteration:
-                return
-            yield event
+                next_event = core.next_event()
+                while next_event is None:
+                    if core.finished or self._closed:
+                        self._end("completed")
+                        return
+                    response = self._response
+                    if response is None:
+                        self._open()
+                        continue
+                    try:
+                        chunk = response.read()
+                    except TransportError as failure:
+                        raise core.read_error(failure, self._client.timeout) from None
+                    next_event = core.absorb(chunk)
+                    if next_event is None:
+                        next_event = core.next_event()
+            except BaseException:  # an interrupt or a cancellation too: never leave the socket open
+                self._end("failed")
+                raise
+            yield next_event
 
     def __next__(self) -> RawResponse:
         # Takes from the current batch too; loops use _events.
@@ -762,7 +784,9 @@ class Stream(StreamState[BackendApiClient, RequestsResponse], Iterator[RawRespon
                     raise StopIteration
                 if self._response is None:
                     self._open()
-                core.absorb(self._read())
+                event = core.absorb(self._read())
+                if event is not None:
+                    return event
         except StopIteration:
             raise
         except BaseException:  # an interrupt or a cancellation too: never leave the socket open

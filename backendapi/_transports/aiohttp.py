@@ -69,19 +69,24 @@ class AiohttpResponse(LoopResponse):
         self._body = BodyReader(response, decoder)
 
     async def read(self) -> bytes:
-        """The body bytes that have arrived (waiting for some, within the SDK's deadline
-        whatever aiohttp's reader does); ``b""`` at its end."""
+        """The body bytes that have arrived (waited for within the deadline); ``b""`` at the end."""
         deadline = self._deadline
         deadline.start()
+        body = self._body
         try:
-            return await self._body.read()
+            if not body.plain:
+                return await body.read()
+            data = await body.content.readany()  # BodyReader.read, written out
+            if not data:
+                body.ended()
+            return data
         except asyncio.CancelledError:
             deadline.check()
             raise
         except (aiohttp.ClientError, HttpProcessingError, asyncio.TimeoutError, OSError) as exc:
             raise _failure(exc, connecting=False) from None
         finally:
-            deadline.stop()
+            deadline._task = None  # deadline.stop(), written out
 
     def interrupt(self) -> None:
         """Make the read in progress (or the next) fail: the client is being closed."""
@@ -246,8 +251,7 @@ class AiohttpTransport(TransportBase[aiohttp.ClientSession]):
         own = self._own.prepare(loop, self._forked())
         if own is not None:
             return own
-        # Loading a CA bundle (certifi's, or a ``ssl`` path) takes ~12 ms: not for
-        # a plain-http server without a proxy, whose connections never use TLS.
+        # Loading a CA bundle takes ~12 ms: not for a plain-http server without a proxy.
         tls = (
             self._proxy is not None
             or not url.lower().startswith("http://")

@@ -42,14 +42,29 @@ class BodyReader:
     """A response's body, read as it arrives and decoded; raises aiohttp's exceptions
     (the transport maps them) and :class:`TransportError`."""
 
-    __slots__ = ("_content", "_decoder", "_watch", "eof")
+    __slots__ = ("_decoder", "_watch", "content", "eof", "plain")
 
     def __init__(self, response: aiohttp.ClientResponse, decoder: Optional[ContentDecoder]) -> None:
-        self._content = response.content
+        self.content = response.content
+        """aiohttp's reader of the body."""
         self._decoder = decoder
+        self.plain = decoder is None
+        """True when the body has no content coding: :attr:`content`'s ``readany()``
+        is then :meth:`read` but for its end, which :meth:`ended` checks."""
         self._watch = BodyWatch(response)
         self.eof = False
         """True once the body was read to its end."""
+        # aiohttp's sock_read timer would move on every packet (a cancel and a
+        # call_later: a fifth of the event loop's work per event of a stream that
+        # carries one event per read). The transport bounds each read of the body with
+        # its own deadline instead, while the read waits, as the blocking client's
+        # socket timeout bounds it; the timer still bounds the wait for the head, and
+        # aiohttp sets it again for the connection's next request.
+        connection = response.connection
+        protocol = None if connection is None else connection.protocol
+        if protocol is not None and hasattr(protocol, "_drop_timeout"):
+            protocol.read_timeout = None
+            protocol._drop_timeout()
 
     async def read(self) -> bytes:
         """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
@@ -69,12 +84,16 @@ class BodyReader:
         # close-delimited bodies alike, and never splits on lines, so no line
         # length limit applies (iterating response.content by line raises once
         # a single line outgrows the reader's buffer).
-        data = await self._content.readany()
+        data = await self.content.readany()
         if not data:
-            if self._watch.broken:
-                raise TransportError(Failure.INVALID_RESPONSE, INVALID_CHUNKING)
-            self.eof = True
+            self.ended()
         return data
+
+    def ended(self) -> None:
+        """``readany()`` returned no bytes: the body ended, or raise if its framing broke."""
+        if self._watch.broken:
+            raise TransportError(Failure.INVALID_RESPONSE, INVALID_CHUNKING)
+        self.eof = True
 
     def close(self) -> None:
         """Stop watching the connection."""

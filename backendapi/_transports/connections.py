@@ -153,8 +153,8 @@ class FinalResponse(http.client.HTTPResponse):
         if len(line) > _MAX_LINE:
             raise http.client.LineTooLong("chunk size")
         match = _CHUNK_SIZE_LINE.fullmatch(line)
-        size = _size(match)
-        if match is None or size is None:
+        size = None if match is None else int(match.group(1), 16)  # _size(), written out
+        if match is None or size is None or size > _MAX_CHUNK_SIZE:
             self._refuse_chunk_size(line, cut=not line.endswith(b"\n") and _cut_short(line))
         if match.group(2) == b"\n":
             after = self.fp.read(1)

@@ -55,18 +55,7 @@ class RequestsResponse(ResponseHead):
 
     def read(self) -> bytes:
         """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
-        decoder = self._decoder
-        if decoder is None:
-            return self._read_raw()
-        data = decoder.take()
-        while not data:
-            raw = self._read_raw()
-            data = decoder.feed(raw)
-            if not raw:
-                break
-        return data
-
-    def _read_raw(self) -> bytes:
+        # A body with a content coding is a _DecodedResponse's: this is the raw read.
         raw = self._response.raw
         if self._deadline is not None:
             remaining = self._deadline - time.monotonic()
@@ -90,6 +79,24 @@ class RequestsResponse(ResponseHead):
         # After a full read urllib3 has already put the connection back in the
         # pool; otherwise this closes the socket, so the server sees it.
         self._response.close()
+
+
+class _DecodedResponse(RequestsResponse):
+    """A response whose body has a content coding (gzip...), undone as it is read."""
+
+    __slots__ = ()
+
+    def read(self) -> bytes:
+        """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
+        decoder = self._decoder
+        assert decoder is not None
+        data = decoder.take()
+        while not data:
+            raw = RequestsResponse.read(self)
+            data = decoder.feed(raw)
+            if not raw:
+                break
+        return data
 
 
 class RequestsTransport(TransportBase[requests.Session]):
@@ -155,6 +162,9 @@ class RequestsTransport(TransportBase[requests.Session]):
                 )
         except requests.RequestException as exc:
             raise _failure(exc) from None
+        # The request (its body, a conversation of a few KB) is sent: the response need
+        # not keep it for a stream's life.
+        response.request = None  # type: ignore[assignment]
         hint = "" if final or response.status_code == 101 else _SKIPPED_BELOW_HTTP_ADAPTERS
         try:
             decoder = body_decoder(
@@ -163,7 +173,8 @@ class RequestsTransport(TransportBase[requests.Session]):
         except TransportError:
             response.close()  # the connection is closed, never pooled with a body unread
             raise
-        return RequestsResponse(response, timeout.read, deadline, decoder)
+        response_class = RequestsResponse if decoder is None else _DecodedResponse
+        return response_class(response, timeout.read, deadline, decoder)
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds``."""
