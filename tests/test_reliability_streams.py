@@ -106,15 +106,22 @@ def test_an_exception_in_a_with_block_closes_the_connection(
     assert outcome == (True, True)
 
 
-@pytest.mark.parametrize("held_by", ["a variable", "a reference cycle"])
+@pytest.mark.parametrize(
+    "held_by", ["a variable", "a reference cycle", "a reference cycle, after a young collection"]
+)
 def test_dropping_an_unfinished_stream_closes_the_connection(
     client_kind: str, backendapi_server: BackendApiTestServer, held_by: str
 ) -> None:
     """A stream abandoned mid-way, never closed, is closed when it is garbage collected.
 
     In a reference cycle only the cycle collector frees it, so this also checks that
-    ``__del__`` works when called from ``gc.collect()``.
+    ``__del__`` works when called from ``gc.collect()``. A young collection between
+    ``create()`` and the first read changes the order in which the collector would
+    finalize the stream and its socket, were the socket in the same garbage: the blocking
+    client then warned of an "unclosed socket" (its transport now keeps every response
+    it lent until it is closed, as aiohttp's connector does).
     """
+    young_collection = held_by.endswith("after a young collection")
     backendapi_server.reply(Reply([FIRST, Hold()]))
     url = backendapi_server.url
 
@@ -138,6 +145,8 @@ def test_dropping_an_unfinished_stream_closes_the_connection(
     def sync() -> Dict[str, Any]:
         with BackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             streams = [client.create("m", MESSAGES)]
+            if young_collection:
+                gc.collect(0)
             first = next(streams[0]).get_dict()
             dropped = drop(streams)  # while the client is open
             return {"first": first, **dropped, "disconnected": disconnected(backendapi_server)}
@@ -145,6 +154,8 @@ def test_dropping_an_unfinished_stream_closes_the_connection(
     async def asynchronous() -> Dict[str, Any]:
         async with AsyncBackendApiClient(url, timeout=TEST_TIMEOUT) as client:
             streams = [client.create("m", MESSAGES)]
+            if young_collection:
+                gc.collect(0)
             first = (await streams[0].__anext__()).get_dict()
             dropped = drop(streams)  # while the client is open and its loop runs
             gone = await in_thread(disconnected, backendapi_server)

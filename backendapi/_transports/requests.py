@@ -13,7 +13,7 @@ import http.client
 import ssl
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, TypeVar, Union
 
 import requests
 import urllib3.exceptions
@@ -36,9 +36,17 @@ SSLContextType = ssl.SSLContext
 
 
 class RequestsResponse(ResponseHead):
-    """A response whose body is read as it arrives."""
+    """A response whose body is read as it arrives.
 
-    __slots__ = ("_deadline", "_decoder", "_read_timeout", "_response")
+    Until it is closed it sits in its transport's ``open_responses``: urllib3 keeps no
+    reference to a connection it lent, so without that a stream dropped inside a
+    reference cycle would take its socket into the same cyclic garbage, and the
+    collector may finalize the socket (an "unclosed socket" ResourceWarning) before the
+    stream's ``__del__`` closes it. aiohttp's connector keeps its lent connections the
+    same way.
+    """
+
+    __slots__ = ("_deadline", "_decoder", "_open_responses", "_read_timeout", "_response")
 
     def __init__(
         self,
@@ -46,12 +54,15 @@ class RequestsResponse(ResponseHead):
         read_timeout: Optional[float],
         deadline: Optional[float],
         decoder: Optional[ContentDecoder],
+        open_responses: Set[RequestsResponse],
     ) -> None:
         super().__init__(response.status_code, response.reason or "", response.headers)
         self._response = response
         self._read_timeout = read_timeout
         self._deadline = deadline
         self._decoder = decoder
+        self._open_responses = open_responses
+        open_responses.add(self)
 
     def read(self) -> bytes:
         """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
@@ -78,7 +89,10 @@ class RequestsResponse(ResponseHead):
         """Release the connection: back to the pool after a full read, else closed."""
         # After a full read urllib3 has already put the connection back in the
         # pool; otherwise this closes the socket, so the server sees it.
-        self._response.close()
+        try:
+            self._response.close()
+        finally:
+            self._open_responses.discard(self)
 
 
 class _DecodedResponse(RequestsResponse):
@@ -115,6 +129,8 @@ class RequestsTransport(TransportBase[requests.Session]):
                 "mount an adapter with that context on your session instead"
             )
         self._lock = threading.Lock()
+        self.open_responses: Set[RequestsResponse] = set()
+        """The responses handed out and not yet closed (see :class:`RequestsResponse`)."""
 
     def open(
         self, request: PreparedRequest, timeout: Timeout, remaining: Optional[float]
@@ -174,7 +190,7 @@ class RequestsTransport(TransportBase[requests.Session]):
             response.close()  # the connection is closed, never pooled with a body unread
             raise
         response_class = RequestsResponse if decoder is None else _DecodedResponse
-        return response_class(response, timeout.read, deadline, decoder)
+        return response_class(response, timeout.read, deadline, decoder, self.open_responses)
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds``."""
