@@ -36,14 +36,10 @@ SSLContextType = ssl.SSLContext
 
 
 class RequestsResponse(ResponseHead):
-    """A response whose body is read as it arrives.
+    """A response whose body is read as it arrives; in ``open_responses`` until closed.
 
-    Until it is closed it sits in its transport's ``open_responses``: urllib3 keeps no
-    reference to a connection it lent, so without that a stream dropped inside a
-    reference cycle would take its socket into the same cyclic garbage, and the
-    collector may finalize the socket (an "unclosed socket" ResourceWarning) before the
-    stream's ``__del__`` closes it. aiohttp's connector keeps its lent connections the
-    same way.
+    urllib3 keeps no lent connection: a stream dropped in a reference cycle would take its
+    socket into that garbage, finalized ("unclosed socket") before ``__del__`` closes it.
     """
 
     __slots__ = ("_deadline", "_decoder", "_open_responses", "_read_timeout", "_response")
@@ -89,10 +85,8 @@ class RequestsResponse(ResponseHead):
         """Release the connection: back to the pool after a full read, else closed."""
         # After a full read urllib3 has already put the connection back in the
         # pool; otherwise this closes the socket, so the server sees it.
-        try:
-            self._response.close()
-        finally:
-            self._open_responses.discard(self)
+        self._open_responses.discard(self)
+        self._response.close()
 
 
 class _DecodedResponse(RequestsResponse):
@@ -129,8 +123,7 @@ class RequestsTransport(TransportBase[requests.Session]):
                 "mount an adapter with that context on your session instead"
             )
         self._lock = threading.Lock()
-        self.open_responses: Set[RequestsResponse] = set()
-        """The responses handed out and not yet closed (see :class:`RequestsResponse`)."""
+        self.open_responses: Set[RequestsResponse] = set()  # see RequestsResponse
 
     def open(
         self, request: PreparedRequest, timeout: Timeout, remaining: Optional[float]
