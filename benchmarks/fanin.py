@@ -742,6 +742,9 @@ class RequestsLines(ThreadReader):
     """``requests`` (one ``Session``, its pool as large as the threads) + ``iter_lines``
     + ``json.loads``."""
 
+    timeout: Optional[Tuple[float, float]] = None
+    """requests' ``timeout``: none here, as most hand-written ``requests`` loops send it."""
+
     def open(self, base_url: str, limit: int) -> None:
         import requests
         from requests.adapters import HTTPAdapter
@@ -761,6 +764,7 @@ class RequestsLines(ThreadReader):
             json=request_body(params),
             headers={"Accept": "text/event-stream"},
             stream=True,
+            timeout=self.timeout,
         ) as response:
             response.raise_for_status()
             state.open()
@@ -779,6 +783,14 @@ class RequestsLines(ThreadReader):
         self.session.close()
 
 
+class RequestsLinesReadTimeout(RequestsLines):
+    """``requests`` as above with the SDK's default timeouts (``connect=10, read=600``): a
+    diagnostic row, what a read timeout costs a thread (CPython waits for the socket with
+    ``poll()`` before each ``recv`` on a socket that has a timeout)."""
+
+    timeout = (10, 600)
+
+
 READERS: Dict[str, Callable[[], Any]] = {
     "sdk-async": SdkAsync,
     "aiohttp": AiohttpLines,
@@ -786,6 +798,7 @@ READERS: Dict[str, Callable[[], Any]] = {
     "httpx-sse-async": HttpxSseAsync,
     "sdk-sync": SdkSync,
     "requests": RequestsLines,
+    "requests-read-timeout": RequestsLinesReadTimeout,
 }
 LABELS = {
     "sdk-async": "AsyncBackendApiClient",
@@ -794,6 +807,7 @@ LABELS = {
     "httpx-sse-async": "httpx + httpx-sse (async)",
     "sdk-sync": "BackendApiClient, threads",
     "requests": "requests iter_lines+json, threads",
+    "requests-read-timeout": "  the same, timeout=(10, 600) (extra)",
 }
 
 
@@ -1028,7 +1042,15 @@ def plan(quick: bool, repeats: Optional[int] = None) -> List[Run]:
             reference="aiohttp",
         ),
         Run("httpx", 100, 60, 0.05, ("sdk-async", "httpx-sse-async"), r),
-        Run("blocking", 200, 60, 0.05, ("sdk-sync", "requests"), r),
+        Run(
+            "blocking",
+            200,
+            60,
+            0.05,
+            ("sdk-sync", "requests", "requests-read-timeout"),
+            r,
+            reference="requests",
+        ),
         Run("n5000", 5000, 20, 0.5, ("sdk-async", "aiohttp"), 1, limit=5000),
     ]
 
@@ -1185,13 +1207,25 @@ def targets(report: Optional[Dict[str, Any]]) -> List[Tuple[str, Optional[bool],
         return []
     out: List[Tuple[str, Optional[bool], str]] = []
 
-    def compare(description: str, run: str, a: str, b: str, name: str, goal: float) -> None:
-        x, y = _figure(report, run, a, name), _figure(report, run, b, name)
+    def compare(
+        description: str,
+        run: str,
+        a: str,
+        b: str,
+        name: str,
+        goal: float,
+        run_b: Optional[str] = None,
+    ) -> None:
+        """``a`` in ``run`` against ``b`` in ``run_b`` (the same run unless given)."""
+        run_b = run_b or run
+        x, y = _figure(report, run, a, name), _figure(report, run_b, b, name)
         n = report["runs"].get(run, {}).get("n")
+        n_b = report["runs"].get(run_b, {}).get("n")
         if x is None or y is None or not y:
             out.append((description, None, "not measured"))
             return
-        out.append((description, x / y <= goal, f"{x / y:.2f}x ({x:.1f} against {y:.1f}, N={n:,})"))
+        where = f"N={n:,}" if n == n_b else f"N={n:,} against N={n_b:,}"
+        out.append((description, x / y <= goal, f"{x / y:.2f}x ({x:.1f} against {y:.1f}, {where})"))
 
     compare(
         f"async client CPU/event <= {TARGET_CPU_AIOHTTP}x bare aiohttp, N=1,000",
@@ -1201,8 +1235,22 @@ def targets(report: Optional[Dict[str, Any]]) -> List[Tuple[str, Optional[bool],
         "event_cpu_us",
         TARGET_CPU_AIOHTTP,
     )
+    # The issue's reading: httpx runs "at a smaller N if it cannot keep up; ratios are per
+    # event", so the SDK's figure at N=1,000 against httpx's at the N it sustains. At that
+    # same smaller N the SDK costs more per event (each event wakes the loop alone), so
+    # the like-for-like ratio is printed as well, as a stricter target.
     compare(
-        f"async client CPU/event <= {TARGET_CPU_HTTPX}x httpx + httpx-sse (same N)",
+        f"async client CPU/event <= {TARGET_CPU_HTTPX}x httpx + httpx-sse "
+        "(N=1,000; httpx at the N it sustains)",
+        "n1000",
+        "sdk-async",
+        "httpx-sse-async",
+        "event_cpu_us",
+        TARGET_CPU_HTTPX,
+        run_b="httpx",
+    )
+    compare(
+        f"  the same, stricter: both at httpx's N <= {TARGET_CPU_HTTPX}x",
         "httpx",
         "sdk-async",
         "httpx-sse-async",
