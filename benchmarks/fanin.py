@@ -78,6 +78,8 @@ import time
 import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from benchmarks._processes import ConnectionServer, run_for_result
+
 PATH = "/backend-api/v2/conversation"
 
 CONVERSATION: List[Dict[str, str]] = [
@@ -328,30 +330,15 @@ def _keep(task: asyncio.Task[None]) -> None:
         print(f"fan-in server: a group failed: {task.exception()!r}", file=sys.stderr)
 
 
-class FaninServer:
+class FaninServer(ConnectionServer):
     """Serves grouped, paced streams; see the module docstring."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.groups: Dict[str, Group] = {}
-        self.connections = 0
-        self.open = 0
-        self.peak = 0
         self.streams = 0
         self.request_bytes = 0
         self.nofile = (0, 0)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.open += 1
-        self.peak = max(self.peak, self.open)
-        try:
-            while await self._one(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            self.open -= 1
-            writer.close()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         try:
@@ -807,7 +794,7 @@ LABELS = {
     "httpx-sse-async": "httpx + httpx-sse (async)",
     "sdk-sync": "BackendApiClient, threads",
     "requests": "requests iter_lines+json, threads",
-    "requests-read-timeout": "  the same, timeout=(10, 600) (extra)",
+    "requests-read-timeout": "  the same, read timeout (extra)",
 }
 
 
@@ -1057,21 +1044,11 @@ def plan(quick: bool, repeats: Optional[int] = None) -> List[Run]:
 
 def run_client(cwd: str, spec: Dict[str, Any], timeout: float = 600.0) -> Dict[str, Any]:
     """One measurement in a fresh ``python -m benchmarks.fanin client`` process."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.fanin", "client", json.dumps(spec)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    for line in completed.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result: Dict[str, Any] = json.loads(line[len("RESULT ") :])
-            return result
-    raise RuntimeError(
-        f"fan-in client {spec['client']} failed (exit {completed.returncode}):\n"
-        f"{completed.stderr[-3000:]}"
+    return run_for_result(
+        ["-m", "benchmarks.fanin", "client", json.dumps(spec)],
+        cwd,
+        f"fan-in client {spec['client']}",
+        timeout,
     )
 
 

@@ -57,6 +57,7 @@ from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks import ab, fanin
+from benchmarks._processes import run_for_result
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMINGS = ("sse", "ndjson")
@@ -149,21 +150,11 @@ def fmt_ratio(value: Optional[float]) -> str:
 
 def run_worker(spec: Dict[str, Any], timeout: float = 600.0) -> Dict[str, Any]:
     """Run one measurement in a fresh ``python -m benchmarks.worker`` process."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    for line in completed.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result: Dict[str, Any] = json.loads(line[len("RESULT ") :])
-            return result
-    raise RuntimeError(
-        f"worker {spec.get('mode')}/{spec.get('client')} failed "
-        f"(exit {completed.returncode}):\n{completed.stderr[-3000:]}"
+    return run_for_result(
+        ["-m", "benchmarks.worker", json.dumps(spec)],
+        ROOT,
+        f"worker {spec.get('mode')}/{spec.get('client')}",
+        timeout,
     )
 
 

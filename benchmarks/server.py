@@ -42,6 +42,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from benchmarks._processes import ConnectionServer
 from benchmarks.bodies import LAST_CHUNK, build_block, build_body, encode_event, frame_chunks
 
 WRITE_SIZE = 256 * 1024
@@ -74,12 +75,13 @@ _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 Key = Tuple[str, str, str]
 
 
-class BenchServer:
+class BenchServer(ConnectionServer):
     """Holds the bodies and serves them; see the module docstring."""
 
     def __init__(
         self, events: int, small_events: int, mem_bytes: int, counts: Sequence[int] = ()
     ) -> None:
+        super().__init__()
         self.bodies: Dict[Key, bytes] = {}
         self.paced: Dict[Tuple[str, str], List[bytes]] = {}
         self.blocks: Dict[Key, Tuple[bytes, int]] = {}
@@ -105,22 +107,6 @@ class BenchServer:
                 for count in counts:
                     self.paced[f"n{count}", framing] = chunks[:count]
         self.streams = 0
-        self.connections = 0
-        self.open = 0
-        self.peak = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.open += 1
-        self.peak = max(self.peak, self.open)
-        try:
-            while await self._one(reader, writer):
-                pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            self.open -= 1
-            writer.close()
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection is to be closed."""
