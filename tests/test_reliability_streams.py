@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -335,6 +336,39 @@ def test_sequential_streams_reuse_one_keep_alive_connection(
     assert backendapi_server.connections_accepted == connections
 
 
+@pytest.mark.parametrize("transfer", ["chunked", "length"])
+def test_a_pooled_connection_has_its_socket_timeout_back(
+    backendapi_server: BackendApiTestServer, transfer: str
+) -> None:
+    """The blocking client reads a plain socket with the kernel's receive timeout
+    (``SO_RCVTIMEO``, the socket in blocking mode) while a response is read; once the body
+    is read to its end, the connection goes back to the pool with Python's timeout again
+    and no kernel one, so the next request is sent as before, on the same connection."""
+    backendapi_server.default_reply = Reply([FIRST, SECOND, FINISH], transfer=transfer)
+    url = backendapi_server.url
+    with BackendApiClient(url, timeout=Timeout(connect=5, read=7.25)) as client:
+        for _ in range(2):
+            assert [event.get_dict() for event in client.create("m", MESSAGES)] == [
+                FIRST,
+                SECOND,
+                FINISH,
+            ]
+            session = client._transport._session
+            assert session is not None
+            pools = session.get_adapter(url).poolmanager.pools
+            (connection,) = [
+                conn
+                for key in pools.keys()  # noqa: SIM118 (the container refuses iteration)
+                for conn in pools[key].pool.queue
+                if conn is not None
+            ]
+            sock = connection.sock
+            assert sock.gettimeout() == 7.25
+            timeval = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+            assert timeval == bytes(len(timeval))  # no kernel timeout left behind
+    assert backendapi_server.connections_accepted == 1
+
+
 def test_a_stream_closed_early_does_not_return_its_connection_to_the_pool(
     client_kind: str, backendapi_server: BackendApiTestServer
 ) -> None:
@@ -556,10 +590,14 @@ def test_server_that_never_answers_raises_timeout(client_kind: str, raw_server: 
     assert raw_server.client_closed.wait(WAIT)
 
 
+@pytest.mark.parametrize("transfer", ["chunked", "close"])
 def test_server_silent_mid_stream_raises_timeout(
-    client_kind: str, backendapi_server: BackendApiTestServer
+    client_kind: str, backendapi_server: BackendApiTestServer, transfer: str
 ) -> None:
-    backendapi_server.reply(Reply([FIRST, Hold()]))
+    """The read timeout, never a complete answer: a close-delimited body that merely
+    pauses must not read as ended (the blocking client waits with the kernel's receive
+    timeout, whose expiry http.client's own socket reader would have taken for the end)."""
+    backendapi_server.reply(Reply([FIRST, Hold()], transfer=transfer))
 
     result = run_stream(
         client_kind,
