@@ -78,7 +78,7 @@ import time
 import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from benchmarks._processes import ConnectionServer, run_for_result
+from benchmarks._processes import ConnectionServer, get_json, run_for_result, stop_process
 
 PATH = "/backend-api/v2/conversation"
 
@@ -341,22 +341,10 @@ class FaninServer(ConnectionServer):
         self.nofile = (0, 0)
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
+        request = await self.read_request(reader)
+        if request is None:
             return False
-        lines = head.decode("latin-1").split("\r\n")
-        target = lines[0].split(" ")[1].split("?")[0]
-        length = 0
-        chunked = False
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-        body = await _read_chunked(reader) if chunked else await reader.readexactly(length)
+        target, head, body = request
         self.request_bytes += len(head) + len(body)
         if target == "/stats":
             self._stats(writer)
@@ -410,17 +398,6 @@ class FaninServer(ConnectionServer):
         )
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
-
-
 async def _serve(port: int) -> None:
     server = FaninServer()
     server.nofile = raise_nofile()
@@ -451,17 +428,10 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def stats(self) -> Dict[str, Any]:
-        with urllib.request.urlopen(self.base_url + "/stats") as answer:
-            result: Dict[str, Any] = json.loads(answer.read())
-            return result
+        return get_json(self.base_url + "/stats")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()
 

@@ -51,13 +51,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks import ab, fanin
-from benchmarks._processes import run_for_result
+from benchmarks._processes import get_json, run_for_result, stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAMINGS = ("sse", "ndjson")
@@ -197,17 +196,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}/stats"
 
     def stats(self) -> Dict[str, Any]:
-        with urllib.request.urlopen(self.stats_url) as answer:
-            result: Dict[str, Any] = json.loads(answer.read())
-            return result
+        return get_json(self.stats_url)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 # --------------------------------------------------------------------------- machine

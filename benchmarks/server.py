@@ -110,18 +110,10 @@ class BenchServer(ConnectionServer):
 
     async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection is to be closed."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
+        request = await self.read_request(reader)
+        if request is None:
             return False
-        lines = head.decode("latin-1").split("\r\n")
-        target = lines[0].split(" ")[1].split("?")[0]
-        length = 0
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        body = await reader.readexactly(length) if length else b""
+        target, _, body = request
         if target == "/stats":
             stats = {
                 "peak_connections": self.peak,
