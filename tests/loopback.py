@@ -20,11 +20,28 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import BinaryIO, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import trustme
 from scripted import WAIT
+
+
+def read_request(reader: BinaryIO) -> Tuple[bytes, Optional[bytes]]:
+    """One request from a connection's file: its first line (``b""`` when the client
+    closed before one) and its body by ``Content-Length`` (None when the connection
+    ended before the whole body)."""
+    first = reader.readline()
+    length = 0
+    while first:
+        line = reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = reader.read(length)
+    return first, body if len(body) == length else None
 
 
 class SilentServer:
@@ -159,18 +176,10 @@ class RawServer(LoopbackListener):
     def serve(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError, ValueError):
             with conn.makefile("rb") as reader:
-                first = reader.readline()
+                first, body = read_request(reader)
                 with self._lock:
                     self._request_lines.append(first.rstrip(b"\r\n"))
-                length = 0
-                while first:
-                    line = reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if len(reader.read(length)) < length:
+                if body is None:
                     return
             with self._lock:
                 self._requests += 1

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import pytest
 from clients import MESSAGES, run_stream
-from loopback import LoopbackListener, TLSSetup
+from loopback import LoopbackListener, TLSSetup, read_request
 from scripted import FINISH, FIRST, SECOND, WAIT, chunk, sse
 
 from backendapi import (
@@ -115,18 +115,10 @@ class ConnectionTellingServer(LoopbackListener):
             self._seen.append(seen)
         with conn, contextlib.suppress(OSError, ValueError), conn.makefile("rb") as reader:
             while True:
-                first = reader.readline(65536)
-                if not first:
+                first, body = read_request(reader)
+                if not first or body is None:
                     break
-                length = 0
-                while True:
-                    line = reader.readline(65536)
-                    if line in (b"\r\n", b""):
-                        break
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                content = json.loads(reader.read(length))["messages"][-1]["content"]
+                content = json.loads(body)["messages"][-1]["content"]
                 with self._lock:
                     seen.asked.append(content)
                 event = {"type": "content", "content": f"{content} on connection {seen.number}"}
@@ -444,16 +436,7 @@ class LateBytesServer(LoopbackListener):
     def serve(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError, ValueError):
             with conn.makefile("rb") as reader:
-                length = 0
-                reader.readline(65536)
-                while True:
-                    line = reader.readline(65536)
-                    if line in (b"\r\n", b""):
-                        break
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                reader.read(length)
+                read_request(reader)
             conn.sendall(self.before)
             self.go.wait(WAIT)
             conn.sendall(self.after)
