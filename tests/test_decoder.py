@@ -695,3 +695,111 @@ def test_incomplete_excerpt_is_short_for_a_huge_line() -> None:
 def test_decode_of_nothing_is_no_events() -> None:
     assert decode(b"") == []
     assert decode(b"\n\r\n\r") == []
+
+
+# --- One event per feed (a model's tokens, one per network read) ---------------------------
+#
+# A feed that is one whole event, with nothing held before it, is parsed at once
+# (EventDecoder.feed's first branch). Each chunk below, fed alone, must come out exactly
+# as the same bytes fed one at a time (which never takes that branch): the same events,
+# the same error and message, at the start of a stream and after an event.
+
+ONE_EVENT_FEEDS = [
+    b'event: content\ndata: {"type": "content", "content": "Hi"}\n\n',
+    b'data: {"type": "content", "content": "Hi"}\n\n',
+    b'{"type": "content", "content": "Hi"}\n',
+    b'event: content\ndata: {"type":"content","content":"Hi","sent":1764755000.5}\n\n',
+    b'event: content\ndata: {"type": "content", "content": "a\xe2\x80\xa8b \xc3\xa9"}\n\n',
+    b'event: \ndata: {"type": "title", "title": "t"}\n\n',
+    b'data:  {"type": "content", "content": "two spaces"}\n\n',
+    b'data:{"type": "content", "content": "no space"}\n\n',
+    b'\xef\xbb\xbfdata: {"type": "content", "content": "a BOM"}\n\n',
+    b'data: {"type": "content", "content": "crlf"}\r\n\r\n',
+    b'data: {"type": "content", "content": "cr"}\r\r',
+    b'data: {"type": "a"}\r\n\n',
+    b'data: {\r"type": "a"}\n\n',
+    b'{"type": "a",\r"b": 1}\n',
+    b'event: x\rdata: {"type": "a"}\n\n',
+    b'event: x\ndata: {"type": "x"}\nid: 7\n\n',
+    b'id: 7\ndata: {"type": "x"}\n\n',
+    b'data: {"type": "a"}\n\n\n',
+    b'data: {"type": "a"}\n',
+    b'data: {"type": "a"}',
+    b'{"type": "a"}\n{"type": "b"}\n',
+    b'data: {"type": "a"}\n\ndata: {"type": "b"}\n\n',
+    b'data: {"type": "a",\ndata: "b": 1}\n\n',
+    b": keep-alive\n\n",
+    b"data: \n\n",
+    b"data: [DONE]\n\n",
+    b"data: [1, 2]\n\n",
+    b'data: {"content": "no type"}\n\n',
+    b'data: {"type": 5}\n\n',
+    b'data: {"type": "a"} trailing\n\n',
+    b'data: {"type": "\xff"}\n\n',
+    b'event: \xff\ndata: {"type": "a"}\n\n',
+    b'data: {"type": "a", "v": NaN}\n\n',
+    b'data: {"type": "a", "a": 1, "a": 2}\n\n',
+    b'data: {"type": "a", "deep": ' + b"[" * 150 + b"]" * 150 + b"}\n\n",
+    b'data: {"type": "error", "error": "bad key"}\n\n',
+]
+WARM_UP = b'data: {"type": "content", "content": "before"}\n\n'
+
+
+def _fed(pieces: Sequence[bytes], max_event_size: int = 1 << 20) -> List[Any]:
+    """What the decoder makes of ``pieces`` and its close: its events' dicts, then the
+    error (class and message) if one came."""
+    decoder = EventDecoder(max_event_size=max_event_size)
+    out: List[Any] = []
+    try:
+        for piece in pieces:
+            out += [event.get_dict() for event in decoder.feed(piece)]
+        out += [event.get_dict() for event in decoder.close()]
+    except (DecodeError, IncompleteStreamError) as exc:
+        out.append((type(exc), str(exc)))
+    return out
+
+
+@pytest.mark.parametrize("chunk", ONE_EVENT_FEEDS)
+@pytest.mark.parametrize("before", [b"", WARM_UP], ids=["at-start", "after-an-event"])
+def test_a_feed_of_one_whole_event_reads_as_its_bytes_one_at_a_time(
+    chunk: bytes, before: bytes
+) -> None:
+    stream = before + chunk
+    alone = _fed([before, chunk] if before else [chunk])
+    assert alone == _fed([stream[i : i + 1] for i in range(len(stream))])
+    # And fed as one piece with an event after it (one feed, never one event alone).
+    after = b'data: {"type": "content", "content": "after"}\n\n'
+    assert _fed([before, chunk, after]) == _fed([stream + after])
+
+
+@pytest.mark.parametrize("limit", [20, 37, 38, 39, 57, 58, 60])
+def test_a_feed_of_one_whole_event_keeps_the_size_limit(limit: int) -> None:
+    # The event's data is 38 bytes (58 with its framing): over some of these limits,
+    # within the others. How many bytes the error says it saw depends on the pieces: its
+    # class does not.
+    chunk = b'event: content\ndata: {"type": "content", "content": "0123"}\n\n'
+
+    def kinds(out: List[Any]) -> List[Any]:
+        return [item[0] if isinstance(item, tuple) else item for item in out]
+
+    one_by_one = kinds(_fed([chunk[i : i + 1] for i in range(len(chunk))], limit))
+    assert kinds(_fed([chunk], limit)) == one_by_one
+    assert kinds(_fed([WARM_UP, chunk], limit)) == kinds(
+        _fed([(WARM_UP + chunk)[i : i + 1] for i in range(len(WARM_UP + chunk))], limit)
+    )
+    assert (EventTooLargeError in one_by_one) == (limit < 38)
+
+
+def test_a_feed_of_one_whole_event_is_parsed_at_once() -> None:
+    # Not a test of results (those above are) but that the branch is taken: the usual
+    # line machinery is never entered for such a feed.
+    decoder = EventDecoder()
+    decoder.feed(WARM_UP)
+
+    def refuse(*args: Any) -> None:
+        raise AssertionError("the per-line path was taken")
+
+    decoder._feed = refuse  # type: ignore[method-assign]
+    events = decoder.feed(b'event: content\ndata: {"type": "content", "content": "x"}\n\n')
+    assert [event.get_dict() for event in events] == [{"type": "content", "content": "x"}]
+    assert decoder.bytes_fed == len(WARM_UP) + 58

@@ -43,6 +43,9 @@ _FIELD_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_-]*")
 # is the payload.
 _SSE_NAMED = re.compile(r"^event:[^\n]*\ndata: ([^\n]*)\n\n", re.MULTILINE)
 _SSE_DATA = re.compile(r"^data: ([^\n]*)\n\n", re.MULTILINE)
+# A feed that is exactly one event: an SSE event of one "data: " line (maybe after an
+# "event:" line), or one NDJSON line; _SSE_NAMED's and _SSE_DATA's forms, whole.
+_ONE_EVENT = re.compile(r"(?:(?:event:[^\n]*\n)?data: ([^\n]*)\n|(\{[^\n]*))\n")
 _BARE_FIELDS = frozenset({b"data", b"event", b"id", b"retry"})
 
 
@@ -152,6 +155,29 @@ class EventDecoder:
         if self._done or not data:
             return []
         self.bytes_fed += len(data)
+        if (
+            data.__class__ is bytes
+            and not self._buf
+            and not self._data
+            and self._event_name is None
+            and not self._skip_lf
+            and len(data) <= self.max_event_size
+            and b"\r" not in data
+        ):
+            # One whole event alone, nothing held before it: a model's token as it
+            # arrives, one per network read. Parsed at once; anything else about it
+            # (no such event, a BOM, bad UTF-8, JSON that is no event) goes the usual way.
+            try:
+                match = _ONE_EVENT.fullmatch(str(data, "utf-8"))
+            except UnicodeDecodeError:
+                match = None
+            if match is not None:
+                found = parsing.parse_events([match[match.lastindex]])  # type: ignore[index]
+                if found is not None:
+                    self._at_start = False
+                    if self._raw_dicts:  # StreamCore's: the dicts, as _fast hands them out
+                        return found  # type: ignore[return-value]
+                    return [RawResponse._adopt(found[0])]
         events: List[RawResponse] = []
         try:
             self._feed(data, events)
