@@ -431,6 +431,14 @@ class Answer:
         if len(parts) >= CONTENT_CHUNK and len(parts) >= len(self._chunks):
             self._join_content()
 
+    def _add_content(self, content: str) -> None:
+        """Take one plain ``content`` event (no ``urls``, no audio) into account."""
+        self._events += 1
+        parts = self._content
+        parts.append(content)
+        if len(parts) >= CONTENT_CHUNK and len(parts) >= len(self._chunks):
+            self._join_content()
+
     def _join_content(self) -> None:
         self._chunks.append("".join(self._content))
         self._content = []

@@ -370,3 +370,50 @@ def test_loops_and_next_over_one_stream_share_its_position(
         seen = asyncio.run(read_async(backendapi_server.url))
     contents = [str(i) for i in range(300)]
     assert seen == [*contents[:101], False, *contents[101:], (True, 300)]
+
+
+# A stream reading one event per network read takes a plain content event's text into
+# the answer at once (StreamCore's batch of contents); an event with urls or audio goes
+# one at a time through Answer.add. Either way the answer is what add() makes of each.
+ONE_PER_READ_EVENTS: List[Dict[str, Any]] = [
+    {"type": "content", "content": "plain "},
+    {"type": "content", "content": "with a timestamp ", "sent": 1764755000.5},
+    {"type": "content", "content": "an image ", "urls": [IMAGE], "sent": 1.0},
+    {"type": "content", "content": "", "urls": AUDIO},
+    {"type": "content", "content": "", "data": "data:audio/mpeg;base64,AAAA", "sent": 2.0},
+    {"type": "content", "content": 5, "sent": 3.0},
+    {"type": "content", "content": None, "note": "x"},
+    {"type": "content", "sent": 4.0},
+    {"type": "content", "content": "end"},
+]
+
+
+@pytest.mark.parametrize("framing", ["sse", "ndjson"])
+def test_an_answer_read_one_event_per_read_is_what_add_makes_of_each(framing: str) -> None:
+    import json
+
+    from backendapi._core.request import PreparedRequest
+    from backendapi._core.stream import StreamCore
+
+    core = StreamCore(PreparedRequest("POST", "http://127.0.0.1/"), 1 << 20, ())
+    handed: List[Dict[str, Any]] = []
+    for data in ONE_PER_READ_EVENTS:
+        line = json.dumps(data).encode()
+        event = core.absorb(b"data: " + line + b"\n\n" if framing == "sse" else line + b"\n")
+        while event is not None:
+            handed.append(event.get_dict())
+            event = core.next_event()
+    assert handed == ONE_PER_READ_EVENTS
+
+    expected = Answer()
+    for data in ONE_PER_READ_EVENTS:
+        expected.add(RawResponse(**data))
+    answer = core.answer
+    assert answer.text == expected.text == "plain with a timestamp an image end"
+    assert (answer.media, answer.audio, answer.events) == (
+        expected.media,
+        expected.audio,
+        expected.events,
+    )
+    assert answer.media == [IMAGE, AUDIO]
+    assert answer.audio == ["data:audio/mpeg;base64,AAAA"]

@@ -53,14 +53,16 @@ _STR = repeat(str)
 def _content_pieces(items: List[Dict[str, Any]]) -> Optional[List[Any]]:
     """The ``content`` of each item if every one is a plain content piece, else None.
 
-    A plain content piece has just the two keys ``"type"`` (equal to
-    ``"content"``) and ``"content"``: no ``"urls"``, so the answer may take a
-    run of them as one text.
+    A plain content piece is a ``"content"`` event whose other keys mean nothing to
+    the answer: no ``"urls"`` (media) and no ``"data"`` (audio), so the answer may
+    take a run of them as one text. A server's own keys (a timestamp) may be there.
     """
     if len(items) == 1:
         # One event per network read, as a model's tokens arrive: no maps to set up.
         data = items[0]
-        if len(data) == 2 and data["type"] == "content" and "content" in data:
+        if data["type"] != "content" or "content" not in data:
+            return None
+        if len(data) == 2 or ("urls" not in data and "data" not in data):
             return [data["content"]]
         return None
     # Every decoded event has a "type", so a key count of 2 per item on
@@ -161,7 +163,25 @@ class StreamCore(Exchange):
                     self._feed_rest()
                 else:
                     # The decoder has _raw_dicts set: its events are the bare dicts.
-                    self._start_batch(decoder.feed(chunk))  # type: ignore[arg-type]
+                    items: List[Dict[str, Any]] = decoder.feed(chunk)  # type: ignore[assignment]
+                    if len(items) == 1 and not decoder._done:
+                        # One event per network read, as a model's tokens arrive. A plain
+                        # content piece (see _content_pieces) is handed out now: the
+                        # answer takes it now, and no batch is left to count.
+                        data = items[0]
+                        if data["type"] == "content":
+                            content = data.get("content")
+                            if content.__class__ is str and (
+                                len(data) == 2 or ("urls" not in data and "data" not in data)
+                            ):
+                                if self._batch:  # handed out whole: count it, and drop it
+                                    self._count_taken()
+                                    self._batch = []
+                                self.answer._add_content(content)
+                                event: RawResponse = _new_event(RawResponse)
+                                _set_fields(event, data)
+                                return event
+                    self._start_batch(items)
                     if decoder._done:
                         self.finished = True
                         self._rest = None
@@ -172,7 +192,7 @@ class StreamCore(Exchange):
             self.scrub(error)
             raise
         for data in self.taking:
-            event: RawResponse = _new_event(RawResponse)
+            event = _new_event(RawResponse)
             _set_fields(event, data)
             return event
         return None
@@ -199,11 +219,7 @@ class StreamCore(Exchange):
             self._count_taken()
         # Plain content pieces (the usual batch): the answer takes their text at once.
         # One event per network read, as a model's tokens arrive, is checked here.
-        contents: Optional[List[Any]]
-        if len(items) == 1 and len(items[0]) == 2 and items[0]["type"] == "content":
-            contents = [items[0]["content"]] if "content" in items[0] else None
-        else:
-            contents = _content_pieces(items)
+        contents = _content_pieces(items)
         if contents is None:
             types = list(map(_TYPE, items))
             if not all(map(isinstance, types, _STR)):
