@@ -16,7 +16,7 @@ import asyncio
 import http.client
 import io
 import random
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 from unittest import mock
 
 import aiohttp.helpers
@@ -244,7 +244,8 @@ def _judged_by_the_blocking_client(body: bytes) -> str:
     response = FinalResponse(_Socket(CHUNKED + body), method="POST")
     response.begin()
     try:
-        while response.read1(65536):
+        # As the transport reads: the usual framing at once, the rest by read1's rules.
+        while response.read_data(65536) or response.read1(65536):
             pass
     except http.client.IncompleteRead as exc:
         # The transport's reading of it: a ValueError behind it is broken framing.
@@ -350,3 +351,92 @@ def test_random_chunk_ends_and_trailers_are_judged_as_llhttp_judges_them(
     assert differing == []
     judgements = {judged_by_llhttp(body) for body in bodies}
     assert judgements == {TAKEN, REFUSED, CUT}
+
+
+class _Pieces(io.RawIOBase):
+    """A socket's bytes, handed out in pieces of random sizes, as a real socket's reads
+    come (a size line cut, a chunk's data in parts, its CRLF apart)."""
+
+    def __init__(self, data: bytes, rng: random.Random) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+        self._rng = rng
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), len(self._data), self._rng.choice([1, 2, 3, 5, 9, 40, 4096]))
+        buffer[:size] = self._data[:size]
+        self._data = self._data[size:]
+        return size
+
+
+class _PiecesSocket:
+    def __init__(self, data: bytes, rng: random.Random) -> None:
+        self._file = io.BufferedReader(_Pieces(data, rng), rng.choice([8, 64, 8192]))
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return self._file
+
+
+def _read_body(body: bytes, rng: random.Random, at_once: bool, amount: int) -> tuple:
+    """The data a FinalResponse reads of a chunked ``body`` and how it ends, with the usual
+    framing read at once (``read_data``, then ``read1``) as the transport does, or by
+    ``read1`` alone; ``rng`` cuts the socket's bytes into pieces."""
+    response = FinalResponse(_PiecesSocket(CHUNKED + body, rng), method="POST")
+    response.begin()
+    data = []
+    try:
+        while True:
+            piece = (response.read_data(amount) if at_once else b"") or response.read1(amount)
+            if not piece:
+                return b"".join(data), TAKEN
+            assert len(piece) <= amount, "a read returned more than it was asked for"
+            data.append(piece)
+    except http.client.IncompleteRead as exc:
+        return b"".join(data), REFUSED if isinstance(exc.__context__, ValueError) else CUT
+
+
+def _random_chunked_body(rng: random.Random) -> bytes:
+    """Chunks of random sizes, their size lines and ends mostly usual, now and then not
+    (cases, extensions, bare LFs, spaces, a 0x, a wrong end), maybe cut short."""
+    parts = []
+    for _ in range(rng.randint(0, 6)):
+        data = rng.randbytes(rng.choice([1, 2, 10, 58, 300, 5000]))
+        size = rng.choice([b"%x", b"%x", b"%x", b"%X", b"00%x", b"%x;a=b", b"%x ", b"0x%x"])
+        line_end = rng.choice([b"\r\n"] * 6 + [b"\n", b"\n\n", b"\r"])
+        data_end = rng.choice([b"\r\n"] * 6 + [b"\n", b"X", b"\r\r\n", b""])
+        parts.append(size % len(data) + line_end + data + data_end)
+    parts.append(rng.choice([LAST, LAST, b"0\r\nX-T: 1\r\n\r\n", b"0\n\n", b"00\r\n\r\n"]))
+    body = b"".join(parts)
+    if rng.random() < 0.2:
+        body = body[: rng.randint(0, len(body))]
+    return body
+
+
+@pytest.mark.parametrize(
+    "generate",
+    [_random_chunked_body, _random_chunk_end, _random_trailer_section],
+    ids=["chunks", "chunk-ends", "trailers"],
+)
+def test_the_usual_framing_read_at_once_reads_as_read1_does(
+    generate: Callable[[random.Random], bytes],
+) -> None:
+    """FinalResponse.read_data (the usual size lines and chunk ends, at once) with read1
+    after it reads the same data and ends the same way as read1 alone, however the
+    socket's bytes come in pieces and whatever the read size."""
+    rng = random.Random(13)
+    differing = []
+    fast_reads = 0
+    for _ in range(1500):
+        body = generate(rng)
+        amount = rng.choice([1, 7, 65536])
+        expected = _read_body(body, random.Random(0), False, amount)
+        for seed in range(3):
+            found = _read_body(body, random.Random(seed), True, amount)
+            if found != expected:
+                differing.append((body, amount, seed, expected, found))
+        fast_reads += bool(expected[0])
+    assert differing[:3] == []
+    assert fast_reads > 500  # most bodies have data to read

@@ -44,14 +44,20 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, NoReturn, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NoReturn, Optional, Tuple
 
 from requests.adapters import HTTPAdapter
 from urllib3 import PoolManager
 
 from .body import MAX_FIELD_SIZE, MAX_FIELDS
 
-__all__ = ["FinalResponse", "call_deadline", "final_responses_below", "use_own_connections"]
+__all__ = [
+    "FinalResponse",
+    "call_deadline",
+    "close_abandoned_responses",
+    "final_responses_below",
+    "use_own_connections",
+]
 
 _calls = threading.local()
 
@@ -69,6 +75,10 @@ _CHUNK_SIZE_LINE = re.compile(
     rb"([0-9A-Fa-f]+)[ \t]*(?:(\r?\n)|(?:;(?!\r)%s(?:=%s(?:%s)?)?)+\r?\n)"
     % (_TOKEN, _TOKEN, _QUOTED)
 )
+# The usual chunk-size line (hex digits alone, within the size llhttp takes), first and
+# after the CRLF ending a chunk's data: FinalResponse.read_data's, a subset of the above.
+_FIRST_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})\r\n")
+_NEXT_SIZE = re.compile(rb"\r\n([0-9A-Fa-f]{1,15})\r\n")
 # Ends that make a line llhttp would still take out of any start of one (a cut line).
 _LINE_ENDS = (b"\n", b"\r\n", b"a\r\n", b'"\r\n', b'a"\r\n')
 _MAX_CHUNK_SIZE = 2**64 - 1
@@ -101,6 +111,52 @@ class FinalResponse(http.client.HTTPResponse):
             if timeout:
                 sock = _Opened(io.BufferedReader(_KernelTimeoutReader(sock, timeout)))
         super().__init__(sock, *args, **kwargs)
+
+    def read_data(self, amt: int) -> bytes:
+        """At most ``amt`` bytes of a chunked body's data, as ``read1`` would return them,
+        when the framing ahead is in its usual form; ``b""`` when it is not (or no data
+        is left): then ``read1`` reads on, by every rule above.
+
+        The usual form is a chunk-size line of hex digits alone and its CRLF, after the
+        CRLF ending the chunk before; it waits for bytes as ``read1`` does (one read
+        of the socket when none are buffered) and consumes only what it hands out
+        and the framing before it.
+        """
+        left = self.chunk_left
+        fp = self.fp
+        if fp is None or not self.chunked:
+            return b""
+        if left:  # within a chunk's data
+            data: bytes = fp.read1(left if left < amt else amt)  # no min(): a call a read
+            self.chunk_left = left - len(data)  # nothing read: the end, read1's to report
+            return data
+        buffered = fp.peek()
+        match = (_FIRST_SIZE if left is None else _NEXT_SIZE).match(buffered)
+        if match is None:
+            return b""
+        size = int(match.group(1), 16)
+        if not size:
+            return b""  # the last chunk: the trailer section and the end are read1's
+        start = match.end()
+        take = len(buffered) - start
+        if take > size:  # not min(): a call a read
+            take = size
+        if take > amt:
+            take = amt
+        if take <= 0:  # the size line alone is here: consume it, then wait for data
+            fp.read(start)
+            self.chunk_left = size
+            return self.read_data(amt)
+        end = start + take
+        if take < size:
+            self.chunk_left = size - take
+        elif buffered[end : end + 2] == b"\r\n":
+            # The CRLF ending the chunk's data is here too: read, as before a first chunk.
+            self.chunk_left = None
+            return fp.read(end + 2)[start:end]
+        else:
+            self.chunk_left = 0
+        return fp.read(end)[start:]
 
     def _read_status(self) -> Tuple[str, int, str]:
         while True:
@@ -464,3 +520,25 @@ def _own_pool_class(pool_class: type) -> type:
     return type(
         pool_class.__name__, (pool_class,), {"_get_conn": _get_conn, "_final_responses": True}
     )
+
+
+def close_abandoned_responses(exc: BaseException) -> None:
+    """Close the http.client responses an exception's frames still hold.
+
+    When urllib3 refuses a response's head after http.client read it (two
+    unlike Content-Lengths), nobody closes http.client's response, whose file
+    keeps the socket open until the exception is collected. Its frames are the
+    only reference left, so it is closed from there.
+    """
+    chain: List[BaseException] = []
+    seen: Optional[BaseException] = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in chain:
+        tb = link.__traceback__
+        while tb is not None:
+            for value in tb.tb_frame.f_locals.values():
+                if isinstance(value, http.client.HTTPResponse):
+                    value.close()
+            tb = tb.tb_next

@@ -13,7 +13,7 @@ import http.client
 import ssl
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, TypeVar, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Set, TypeVar, Union
 
 import requests
 import urllib3.exceptions
@@ -25,7 +25,13 @@ from .._core.request import PreparedRequest
 from .._errors import BackendApiError, InvalidInputError
 from . import Failure, ResponseHead, TransportBase, TransportError
 from .body import INVALID_CHUNKING, ContentDecoder, body_decoder
-from .connections import call_deadline, final_responses_below, use_own_connections
+from .connections import (
+    FinalResponse,
+    call_deadline,
+    close_abandoned_responses,
+    final_responses_below,
+    use_own_connections,
+)
 
 __all__ = ["RequestsResponse", "RequestsTransport"]
 
@@ -42,7 +48,7 @@ class RequestsResponse(ResponseHead):
     socket into that garbage, finalized ("unclosed socket") before ``__del__`` closes it.
     """
 
-    __slots__ = ("_deadline", "_decoder", "_open_responses", "_read_timeout", "_response")
+    __slots__ = ("_body", "_deadline", "_decoder", "_open_responses", "_read_timeout", "_response")
 
     def __init__(
         self,
@@ -59,6 +65,9 @@ class RequestsResponse(ResponseHead):
         self._decoder = decoder
         self._open_responses = open_responses
         open_responses.add(self)
+        # http.client's response below urllib3's, when its body is chunked (see read()).
+        body = getattr(response.raw, "_fp", None)
+        self._body = body if isinstance(body, FinalResponse) and body.chunked else None
 
     def read(self) -> bytes:
         """The body bytes that have arrived (waiting for some), decoded; ``b""`` at its end."""
@@ -76,7 +85,17 @@ class RequestsResponse(ResponseHead):
         # event is handed out as soon as its last byte is here. iter_lines() and
         # iter_content() would instead wait for a full read size on a
         # close-delimited body (a 2 s server pause held events back 2 s).
+        body = self._body
         try:
+            if body is not None:
+                # The usual chunked framing, read below urllib3 (FinalResponse.read_data).
+                try:
+                    data = body.read_data(READ_SIZE)
+                except OSError:
+                    with raw._error_catcher():  # what read1 would make of it, and do
+                        raise
+                if data:
+                    return data
             return raw.read1(READ_SIZE, decode_content=False) or b""
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _failure(exc) from None
@@ -333,7 +352,7 @@ def _failure(exc: BaseException) -> TransportError:
     ):
         # The server answered, but not in HTTP (a bad status line, a header too long,
         # two unlike Content-Lengths).
-        _close_abandoned_responses(exc)
+        close_abandoned_responses(exc)
         return TransportError(Failure.INVALID_RESPONSE, detail)
     if isinstance(exc, requests.ConnectionError):
         cause = exc.args[0] if exc.args else None
@@ -345,28 +364,6 @@ def _failure(exc: BaseException) -> TransportError:
             return TransportError(Failure.DISCONNECTED, detail)
         return TransportError(Failure.CONNECT, detail)
     return TransportError(Failure.OTHER, detail)
-
-
-def _close_abandoned_responses(exc: BaseException) -> None:
-    """Close the http.client responses an exception's frames still hold.
-
-    When urllib3 refuses a response's head after http.client read it (two
-    unlike Content-Lengths), nobody closes http.client's response, whose file
-    keeps the socket open until the exception is collected. Its frames are the
-    only reference left, so it is closed from there.
-    """
-    chain: List[BaseException] = []
-    seen: Optional[BaseException] = exc
-    while seen is not None and seen not in chain:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for link in chain:
-        tb = link.__traceback__
-        while tb is not None:
-            for value in tb.tb_frame.f_locals.values():
-                if isinstance(value, http.client.HTTPResponse):
-                    value.close()
-            tb = tb.tb_next
 
 
 def _at_most(timeout: Optional[float], remaining: Optional[float]) -> Optional[float]:
