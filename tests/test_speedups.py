@@ -2,17 +2,18 @@
 
 The fast path (``EventDecoder._fast``: one UTF-8 decode per feed, regular
 events parsed as one batch, the rest in a line loop calling the stdlib JSON
-scanner directly) must be invisible: the same events, the same errors with
-the same messages, raised at the same point. Each stream here is decoded with
-the fast path switched off, with its line loop alone, and with batches parsed
-by the stdlib and by msgspec (the ``speedups`` extra), and the outcomes
-compared.
+scanner directly; and before it, a feed that is one whole event parsed at
+once) must be invisible: the same events, the same errors with the same
+messages, raised at the same point. Each stream here is decoded with both
+switched off, with the line loop alone, and with batches parsed by the stdlib
+and by msgspec (the ``speedups`` extra), and the outcomes compared.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 from backendapi import Answer, BackendApiError, EventDecoder, RawResponse
 from backendapi._answer import CONTENT_CHUNK as _CHUNK
+from backendapi._core import decoder as _decoder
 from backendapi._core import parsing as _json
 
 DATA = Path(__file__).parent / "data"
@@ -49,6 +51,7 @@ def run(
     with monkeypatch.context() as patch:
         if mode == "per-line":
             patch.setattr(EventDecoder, "_fast", lambda *args: False)
+            patch.setattr(_decoder, "_ONE_EVENT", re.compile("(?!)"))  # matches nothing
         else:
             patch.setattr(_json, "parse_events", PARSERS[mode])
         decoder = EventDecoder(**kwargs)
@@ -84,6 +87,18 @@ def test_fixtures_decode_the_same_on_both_paths(
     data = path.read_bytes()
     events, error, _ = same(data, list(range(piece, len(data), piece)), monkeypatch)
     assert events and error is None
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.name)
+def test_fixtures_one_event_per_feed_decode_the_same_on_both_paths(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a model's tokens arrive: each feed one whole event (or NDJSON line).
+    data = path.read_bytes()
+    end = b"\n" if path.suffix == ".ndjson" else b"\n\n"
+    cuts = [at + len(end) for at in range(len(data)) if data.startswith(end, at)]
+    events, error, _ = same(data, cuts, monkeypatch)
+    assert len(events) > 1 and error is None
 
 
 CASES = [
