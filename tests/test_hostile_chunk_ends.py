@@ -440,3 +440,11 @@ def test_the_usual_framing_read_at_once_reads_as_read1_does(
         fast_reads += bool(expected[0])
     assert differing[:3] == []
     assert fast_reads > 500  # most bodies have data to read
+
+
+def test_the_usual_framing_read_at_once_reads_nothing_of_a_head_response() -> None:
+    # As read1: a response to HEAD has no body, whatever its head says.
+    response = FinalResponse(_Socket(CHUNKED + chunk(HI) + LAST), method="HEAD")
+    response.begin()
+    assert response.read_data(65536) == b""
+    assert response.read1(65536) == b""

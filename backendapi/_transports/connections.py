@@ -124,7 +124,7 @@ class FinalResponse(http.client.HTTPResponse):
         """
         left = self.chunk_left
         fp = self.fp
-        if fp is None or not self.chunked:
+        if fp is None or not self.chunked or self._method == "HEAD":  # type: ignore[attr-defined]
             return b""
         if left:  # within a chunk's data
             data: bytes = fp.read1(left if left < amt else amt)  # no min(): a call a read
