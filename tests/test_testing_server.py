@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from leaks import recorded_leaks
+from loopback import TLSSetup
 from scripted import CONVERSATION_PATH, FINISH, FIRST, WAIT
 
 from backendapi.testing import (
@@ -350,6 +352,48 @@ def test_stop_closes_a_connection_that_carried_no_request(closed_first: bool) ->
         server.stop()
     gc.collect()
     assert server.requests == []
+
+
+def test_stop_closes_a_tls_connection_the_client_keeps_open(tls: TLSSetup) -> None:
+    # Closing a TLS connection waits for the client's close_notify; a client that keeps
+    # its connection (a keep-alive pool, or a proxy's tunnel whose other end has not
+    # closed yet) never sends one. The server's loop stopped with the socket open, and the
+    # garbage collector found it in whatever test ran later: "unclosed transport".
+    with recorded_leaks() as leaks:
+        server = BackendApiTestServer(ssl_context=tls.server_context)
+        with server:
+            raw = socket.create_connection((server.host, server.port), timeout=WAIT)
+            context = tls.private_ca_context()
+            with context.wrap_socket(raw, server_hostname=server.host) as conn:
+                conn.sendall(b"GET /backend-api/v2/version HTTP/1.1\r\nHost: test\r\n\r\n")
+                answer = b""
+                while b'"latest_version"' not in answer:  # the whole small JSON body
+                    answer += conn.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 200 ")
+                server.stop()  # the connection is kept alive, and the client still holds it
+                assert conn.recv(1) == b""  # the server closed its end
+    assert leaks == []
+
+
+def test_stop_closes_a_connection_whose_client_stopped_reading() -> None:
+    # Closing a plain connection waits until the client has taken the bytes still
+    # buffered; this client takes none. A small receive window, set before connecting,
+    # leaves most of the 16 MB event in the server's buffer.
+    with recorded_leaks() as leaks:
+        server = BackendApiTestServer()
+        with server:
+            server.reply(Reply([b"x" * (16 << 20), Hold()]))
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(WAIT)
+                sock.connect((server.host, server.port))
+                sock.sendall(
+                    f"POST {CONVERSATION_PATH} HTTP/1.1\r\nHost: test\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".encode()
+                )
+                assert sock.recv(12) == b"HTTP/1.1 200"
+                server.stop()
+    assert leaks == []
 
 
 def test_wait_for_connections_times_out_without_one(

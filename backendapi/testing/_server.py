@@ -159,6 +159,10 @@ class BackendApiTestServer:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._connections_accepted = 0
+        # The transport of each connection not lost yet, by its aiohttp handler: stop()
+        # aborts those aiohttp's shutdown closed but left open (see _abort_open_transports).
+        # Used on the server's loop only.
+        self._open_transports: dict[web.RequestHandler, asyncio.Transport] = {}
 
     def add_provider(
         self, name: str, models: Iterable[str] = (), *, label: str | None = None
@@ -293,6 +297,7 @@ class BackendApiTestServer:
             access_log=None,
         )
         await runner.setup()
+        self._track_transports(runner)
         try:
             await _CountingSite(
                 runner,
@@ -323,6 +328,50 @@ class BackendApiTestServer:
         for task in leftovers:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
+        await self._abort_open_transports()
+
+    def _track_transports(self, runner: web.AppRunner) -> None:
+        """Keep the transport of each connection until it is lost, in `_open_transports`.
+
+        aiohttp's server learns of each connection's transport from its handler, as the
+        handler's manager (``connection_made``, ``connection_lost``); this hooks those two
+        calls. The handler itself forgets its transport as soon as it closes it, which is
+        before a TLS connection, or one with bytes still buffered, is over.
+        """
+        server = runner.server
+        assert server is not None
+        made, lost = server.connection_made, server.connection_lost
+        transports = self._open_transports
+
+        def connection_made(handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+            transports[handler] = transport
+            made(handler, transport)
+
+        def connection_lost(handler: web.RequestHandler, exc: BaseException | None = None) -> None:
+            transports.pop(handler, None)
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    async def _abort_open_transports(self) -> None:
+        """Abort the connections aiohttp's shutdown closed but that are not over yet.
+
+        Closing a TLS connection sends a close_notify and waits for the client's before
+        closing the socket; closing a plain one waits until the client has taken the bytes
+        still buffered. A client that keeps its connection open (a keep-alive pool, a
+        proxy's tunnel) or stops reading holds either up (asyncio gives a TLS shutdown 30
+        seconds); the loop stops first and closes with the socket still open, and the
+        garbage collector finds it later, in whatever code runs then: "unclosed
+        transport" and "unclosed socket" ResourceWarnings. An aborted transport closes
+        its socket on the loop's next iteration, which this waits for.
+        """
+        transports = list(self._open_transports.values())
+        self._open_transports.clear()
+        for transport in transports:
+            transport.abort()
+        if transports:
+            await asyncio.sleep(0)  # runs the callbacks that close the sockets
 
     def _make_app(self) -> web.Application:
         app = web.Application()
