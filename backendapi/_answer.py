@@ -424,18 +424,13 @@ class Answer:
 
         Raises TypeError, having changed nothing, if a content is no string.
         """
-        text = "".join(contents)
-        self._events += len(contents)
+        self._add_text("".join(contents), len(contents))
+
+    def _add_text(self, text: str, events: int) -> None:
+        """Take ``events`` plain ``content`` events whose texts make ``text`` into account."""
+        self._events += events
         parts = self._content
         parts.append(text)
-        if len(parts) >= CONTENT_CHUNK and len(parts) >= len(self._chunks):
-            self._join_content()
-
-    def _add_content(self, content: str) -> None:
-        """Take one plain ``content`` event (no ``urls``, no audio) into account."""
-        self._events += 1
-        parts = self._content
-        parts.append(content)
         if len(parts) >= CONTENT_CHUNK and len(parts) >= len(self._chunks):
             self._join_content()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
@@ -16,6 +17,8 @@ from backendapi import (
     StreamError,
     decode,
 )
+from backendapi._core.request import PreparedRequest
+from backendapi._core.stream import StreamCore
 from backendapi.testing import BackendApiTestServer, Reply
 
 DATA = Path(__file__).parent / "data"
@@ -390,11 +393,6 @@ ONE_PER_READ_EVENTS: List[Dict[str, Any]] = [
 
 @pytest.mark.parametrize("framing", ["sse", "ndjson"])
 def test_an_answer_read_one_event_per_read_is_what_add_makes_of_each(framing: str) -> None:
-    import json
-
-    from backendapi._core.request import PreparedRequest
-    from backendapi._core.stream import StreamCore
-
     core = StreamCore(PreparedRequest("POST", "http://127.0.0.1/"), 1 << 20, ())
     handed: List[Dict[str, Any]] = []
     for data in ONE_PER_READ_EVENTS:

@@ -55,7 +55,10 @@ def _content_pieces(items: List[Dict[str, Any]]) -> Optional[List[Any]]:
 
     A plain content piece is a ``"content"`` event whose other keys mean nothing to
     the answer: no ``"urls"`` (media) and no ``"data"`` (audio), so the answer may
-    take a run of them as one text. A server's own keys (a timestamp) may be there.
+    take a run of them as one text. A lone one may carry a server's own keys (a
+    timestamp); in a batch of several, each must have just ``"type"`` and
+    ``"content"`` (a key count checked for all at once), or the batch goes event by
+    event (the same answer, more slowly).
     """
     if len(items) == 1:
         # One event per network read, as a model's tokens arrive: no maps to set up.
@@ -177,7 +180,7 @@ class StreamCore(Exchange):
                                 if self._batch:  # handed out whole: count it, and drop it
                                     self._count_taken()
                                     self._batch = []
-                                self.answer._add_content(content)
+                                self.answer._add_text(content, 1)
                                 event: RawResponse = _new_event(RawResponse)
                                 _set_fields(event, data)
                                 return event
